@@ -1,0 +1,77 @@
+// The gateway's view of the message bus: what a gateway node publishes for its devices and
+// what it hears back from agents.
+//
+// The gateway depends only on these two interfaces; MqttBridge implements DeviceBus over an
+// MQTT broker, and unit tests can provide a fake. Every method of DeviceBus and every callback
+// of DeviceBusListener runs on the gateway's reactor thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace impgate::bus {
+
+// Retained presence of one device, published on <prefix>/dev/<id>/state.
+struct Presence {
+  bool online = false;
+  std::string_view node;
+  std::string_view codeId;   // the code the device reported in HELLO
+  uint64_t sinceMs = 0;      // when this state began (wall clock)
+  uint64_t epochMs = 0;      // start of the session this state belongs to; orders states
+  std::string_view reason;   // why the device went offline (empty when online)
+};
+
+// Published on <prefix>/dev/<id>/ack when the device acknowledged (or could not receive) an
+// agent message.
+struct Receipt {
+  std::string_view event;
+  uint64_t seq = 0;              // per-node sequence number of agent messages for this device
+  std::string_view status;       // "delivered", "rejected" or "failed"
+  std::string_view correlation;  // MQTT 5 correlation data of the agent's message, if any
+  std::string_view node;
+};
+
+// An agent -> device message as it arrived from the bus.
+struct AgentMessage {
+  std::string device;
+  std::string event;
+  std::string payload;
+  int qos = 0;
+  std::string correlation;
+};
+
+class DeviceBusListener {
+ public:
+  virtual ~DeviceBusListener() = default;
+  // The broker acknowledged (ok) or failed the publish started with `token`.
+  virtual void onPublished(uint64_t token, bool ok) = 0;
+  virtual void onAgentMessage(AgentMessage&& message) = 0;
+  virtual void onBusConnection(bool connected) = 0;
+};
+
+class DeviceBus {
+ public:
+  virtual ~DeviceBus() = default;
+
+  // Publishes a device -> agent message at QoS 1. onPublished(token, ...) follows, unless
+  // token is 0.
+  virtual void publishDeviceMessage(std::string_view device, std::string_view event,
+                                    std::span<const uint8_t> payload, uint64_t token) = 0;
+  virtual void publishPresence(std::string_view device, const Presence& presence) = 0;
+  virtual void publishLog(std::string_view device, std::string_view level,
+                          std::string_view text) = 0;
+  virtual void publishReceipt(std::string_view device, const Receipt& receipt) = 0;
+  // Retained node status; `devices` is the number of devices connected to this node.
+  virtual void publishNodeState(std::size_t devices) = 0;
+
+  // Starts / stops routing agent messages for `device` to this node. Subscriptions are
+  // restored after every reconnect to the broker.
+  virtual void subscribeDevice(std::string_view device) = 0;
+  virtual void unsubscribeDevice(std::string_view device) = 0;
+
+  virtual bool connected() const = 0;
+};
+
+}  // namespace impgate::bus

@@ -1,0 +1,60 @@
+// Everything an impgate node is told at start-up: where it listens, which broker it bridges
+// to, its credentials and its limits.
+//
+// Values come from defaults, then a config file (`key = value` lines, '#' comments, keys named
+// like the long command-line flags with '-' or '_'), then command-line flags.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace impgate::gateway {
+
+struct GatewayConfig {
+  std::string home;                      // impgate home (CA, gateway credentials)
+  std::string listen = "0.0.0.0:31314";  // device listener
+  std::string metrics = "127.0.0.1:9464";  // Prometheus endpoint; empty disables it
+  std::string node;                        // node name; defaults to the host name
+  bool reusePort = false;                  // SO_REUSEPORT: several processes share one port
+
+  // Bus
+  std::string broker = "tcp://127.0.0.1:1883";
+  std::string prefix = "imp";
+  int mqttVersion = 5;  // 5 or 3 (3.1.1)
+  std::string mqttUsername;
+  std::string mqttPassword;
+  std::string mqttCaFile;
+  std::string mqttCertFile;
+  std::string mqttKeyFile;
+  int mqttBuffer = 100000;  // publishes buffered while the broker is unreachable
+
+  // TLS: credentials default to the home's gateway certificate and fleet CA.
+  std::string tlsCert;
+  std::string tlsKey;
+  std::string tlsClientCa;
+  bool allowTls12 = false;
+
+  // Limits
+  std::chrono::seconds keepalive{60};          // the idle side pings after this much silence
+  std::chrono::seconds handshakeTimeout{10};   // TLS handshake + HELLO must finish within it
+  uint32_t maxFrame = 0;                       // 0 = protocol default
+  std::size_t maxConnections = 100000;
+  std::size_t maxInflightPublishes = 64;       // per device; reading pauses beyond it
+  std::size_t maxPendingDeliveries = 256;      // per device, agent messages awaiting ACK
+  std::size_t maxOutputBuffer = 1024 * 1024;   // per device, bytes not yet written
+
+  std::string logLevel = "info";
+};
+
+// Applies `key = value` settings to `config`. Returns an error message naming the first bad
+// line or key, or nullopt.
+std::optional<std::string> applyConfigFile(const std::string& path, GatewayConfig& config);
+std::optional<std::string> applySetting(const std::string& key, const std::string& value,
+                                        GatewayConfig& config);
+// Checks cross-field rules (valid prefix, node name, versions); returns an error or nullopt.
+std::optional<std::string> validate(const GatewayConfig& config);
+
+}  // namespace impgate::gateway

@@ -1,0 +1,44 @@
+#include "gateway/device/device_credentials.h"
+
+#include <openssl/pem.h>
+
+#include <cstdio>
+
+#include "gateway/net/tls_context.h"
+
+namespace impgate::device {
+
+DeviceCredentials::~DeviceCredentials() {
+  X509_free(cert_);
+  EVP_PKEY_free(key_);
+}
+
+std::shared_ptr<DeviceCredentials> DeviceCredentials::load(const std::string& certFile,
+                                                           const std::string& keyFile,
+                                                           std::string& error) {
+  FILE* cf = std::fopen(certFile.c_str(), "r");
+  if (!cf) {
+    error = "cannot read device certificate " + certFile;
+    return nullptr;
+  }
+  X509* cert = PEM_read_X509(cf, nullptr, nullptr, nullptr);
+  std::fclose(cf);
+  FILE* kf = std::fopen(keyFile.c_str(), "r");
+  if (!kf) {
+    X509_free(cert);
+    error = "cannot read device key " + keyFile;
+    return nullptr;
+  }
+  EVP_PKEY* key = PEM_read_PrivateKey(kf, nullptr, nullptr, nullptr);
+  std::fclose(kf);
+  if (!cert || !key || X509_check_private_key(cert, key) != 1) {
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    error = "device certificate and key are unreadable or do not match: " +
+            net::takeOpenSslError();
+    return nullptr;
+  }
+  return std::shared_ptr<DeviceCredentials>(new DeviceCredentials(cert, key));
+}
+
+}  // namespace impgate::device

@@ -1,0 +1,138 @@
+#include "tests/integration/gateway/gateway_fixture.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+#include "gateway/pki/fleet_ca.h"
+#include "tests/support/free_port.h"
+#include "tests/support/wait_until.h"
+
+namespace impgate::testing {
+namespace {
+
+std::string httpGet(uint16_t port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
+      char buf[8192];
+      ssize_t n;
+      while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) response.append(buf, n);
+    }
+  }
+  ::close(fd);
+  return response;
+}
+
+}  // namespace
+
+GatewayFixture::GatewayFixture(GatewayFixtureOptions options)
+    : options_(std::move(options)), dir_("impgate-home"), home_(dir_.path()) {
+  pki::InitOptions init;
+  auto ca = pki::FleetCa::init(home_, init);
+  if (!ca) throw std::runtime_error("ca init: " + ca.error().message);
+  startGateway();
+}
+
+GatewayFixture::~GatewayFixture() { gateway_.stop(); }
+
+void GatewayFixture::startGateway() {
+  // The ports are free when chosen; a clash shows up as impgate exiting, and we try again.
+  for (int attempt = 1;; ++attempt) {
+    if (port_ == 0 || attempt > 1) {
+      port_ = freeLoopbackPort();
+      metricsPort_ = freeLoopbackPort();
+    }
+    std::vector<std::string> args = {IMPGATE_BINARY,
+                                     "--home", home_.root().string(),
+                                     "--broker", broker_.uri(),
+                                     "--listen", endpoint(),
+                                     "--metrics", "127.0.0.1:" + std::to_string(metricsPort_),
+                                     "--node", options_.node,
+                                     "--log-level", "debug"};
+    args.insert(args.end(), options_.extraArgs.begin(), options_.extraArgs.end());
+    gateway_.start(args, home_.root() / "impgate.log");
+
+    MqttProbe probe(broker_.uri());
+    bool online = probe.connect() && probe.subscribe("imp/gw/" + options_.node + "/state") &&
+                  probe.waitFor(
+                      [](const MqttProbe::Message& m) {
+                        return m.payload.find("\"online\"") != std::string::npos;
+                      },
+                      std::chrono::seconds(15))
+                      .has_value();
+    if (online && !gateway_.exited()) {
+      // The node is on the bus; the device listener was bound before that.
+      return;
+    }
+    gateway_.stop();
+    if (attempt == 3) {
+      throw std::runtime_error("impgate did not come up:\n" + gateway_.log());
+    }
+  }
+}
+
+void GatewayFixture::restartGateway() {
+  gateway_.stop();
+  startGateway();
+}
+
+void GatewayFixture::enroll(const std::string& id) {
+  if (std::filesystem::exists(home_.deviceCert(id))) return;
+  auto ca = pki::FleetCa::load(home_);
+  REQUIRE(ca.ok());
+  auto issued = ca.value().issueDevice(id);
+  if (!issued) FAIL("issue " << id << ": " << issued.error().message);
+}
+
+device::BlockingDeviceConfig GatewayFixture::deviceConfig(const std::string& id) {
+  enroll(id);
+  device::BlockingDeviceConfig c;
+  c.options.gateway = endpoint();
+  c.options.codeId = "test-code";
+  c.caFile = home_.caCert().string();
+  c.certFile = home_.deviceCert(id).string();
+  c.keyFile = home_.deviceKey(id).string();
+  return c;
+}
+
+std::unique_ptr<device::BlockingDevice> GatewayFixture::connectDevice(const std::string& id) {
+  std::string error;
+  auto dev = device::BlockingDevice::create(deviceConfig(id), error);
+  if (!dev) FAIL("device " << id << ": " << error);
+  if (!dev->connect(std::chrono::seconds(10), error)) {
+    FAIL("device " << id << " cannot connect: " << error << "\n" << gateway_.log());
+  }
+  return dev;
+}
+
+std::string GatewayFixture::scrapeMetrics() { return httpGet(metricsPort_, "/metrics"); }
+
+double GatewayFixture::metric(const std::string& sample) {
+  std::istringstream page(scrapeMetrics());
+  std::string line;
+  while (std::getline(page, line)) {
+    if (line.size() > sample.size() && line.compare(0, sample.size(), sample) == 0 &&
+        line[sample.size()] == ' ') {
+      return std::stod(line.substr(sample.size() + 1));
+    }
+  }
+  return -1;
+}
+
+}  // namespace impgate::testing

@@ -1,0 +1,13 @@
+// A loopback TCP port that nothing listens on right now, for tests that start servers.
+#pragma once
+
+#include <cstdint>
+
+namespace impgate::testing {
+
+// Binds 127.0.0.1:0, reads the port the kernel chose and closes the socket. Another process
+// may take the port before the caller binds it; callers that can should bind port 0 directly.
+// Returns 0 if no socket could be bound.
+uint16_t freeLoopbackPort();
+
+}  // namespace impgate::testing

@@ -1,0 +1,19 @@
+// `impctl device enroll ID`: issues a device's key and certificate from the fleet CA and records
+// the device in the registry.
+#pragma once
+
+#include <string>
+
+#include "tools/impctl/command_context.h"
+
+namespace impgate::impctl {
+
+struct DeviceEnrollArgs {
+  std::string id;
+  std::string group = "default";
+  bool reissue = false;  // replace an enrolled device's credentials
+};
+
+int runDeviceEnroll(const CommandContext& ctx, const DeviceEnrollArgs& args);
+
+}  // namespace impgate::impctl
