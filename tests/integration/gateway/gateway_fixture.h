@@ -23,6 +23,10 @@ namespace impgate::testing {
 struct GatewayFixtureOptions {
   std::string node = "itest";
   std::vector<std::string> extraArgs;  // more impgate flags, e.g. {"--keepalive", "2"}
+  std::string prefix = "imp";          // the topic prefix impgate is configured with
+  // Another broker than the fixture's own mosquitto (then readiness is the device port
+  // accepting connections, since the fixture cannot watch that broker).
+  std::string brokerUri;
 };
 
 class GatewayFixture {
@@ -33,6 +37,7 @@ class GatewayFixture {
   MosquittoFixture& broker() { return broker_; }
   const Home& home() const { return home_; }
   const std::string& node() const { return options_.node; }
+  const TempDir& dir() const { return dir_; }
   uint16_t port() const { return port_; }
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
   ChildProcess& process() { return gateway_; }
