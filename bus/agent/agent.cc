@@ -46,7 +46,9 @@ std::string randomHex(int digits) {
 }
 
 // MQTT 5 share names may not contain '/', '+' or '#'; we also keep them to a safe charset.
-bool isValidShareName(std::string_view group) { return isValidDeviceId(group); }
+bool isValidShareName(std::string_view group) {
+  return isValidDeviceId(group);
+}
 
 bool isTlsUri(std::string_view uri) {
   return uri.starts_with("ssl://") || uri.starts_with("mqtts://") || uri.starts_with("wss://");
@@ -56,13 +58,20 @@ bool isTlsUri(std::string_view uri) {
 
 const char* toString(SendError error) {
   switch (error) {
-    case SendError::kNone: return "ok";
-    case SendError::kInvalidDevice: return "invalid_device";
-    case SendError::kInvalidEvent: return "invalid_event";
-    case SendError::kInvalidQos: return "invalid_qos";
-    case SendError::kNotStarted: return "not_started";
-    case SendError::kNotConnected: return "not_connected";
-    case SendError::kClient: return "client_error";
+    case SendError::kNone:
+      return "ok";
+    case SendError::kInvalidDevice:
+      return "invalid_device";
+    case SendError::kInvalidEvent:
+      return "invalid_event";
+    case SendError::kInvalidQos:
+      return "invalid_qos";
+    case SendError::kNotStarted:
+      return "not_started";
+    case SendError::kNotConnected:
+      return "not_connected";
+    case SendError::kClient:
+      return "client_error";
   }
   return "unknown";
 }
@@ -187,8 +196,7 @@ class Agent::Impl {
   std::unordered_set<std::string> warnedEvents_;
 };
 
-Agent::Impl::Impl(Options options)
-    : opts_(std::move(options)), corrPrefix_(randomHex(8) + "-") {
+Agent::Impl::Impl(Options options) : opts_(std::move(options)), corrPrefix_(randomHex(8) + "-") {
   if (!TopicScheme::isValidPrefix(opts_.prefix)) {
     configError_ = "invalid topic prefix '" + opts_.prefix + "'";
   } else if (!opts_.sharedGroup.empty() && !isValidShareName(opts_.sharedGroup)) {
@@ -277,7 +285,7 @@ bool Agent::Impl::start(milliseconds timeout) {
   client->set_connected_handler([this](const std::string& cause) { onConnected(cause); });
   client->set_connection_lost_handler(
       [this](const std::string& cause) { onConnectionLost(cause); });
-  client->set_message_callback([this](mqtt::const_message_ptr msg) { onMessage(msg); });
+  client->set_message_callback([this](const mqtt::const_message_ptr& msg) { onMessage(msg); });
   callbackClient_ = client.get();
 
   // A broker that is still starting refuses connections; keep trying until the deadline.
@@ -289,7 +297,7 @@ bool Agent::Impl::start(milliseconds timeout) {
     if (remaining <= milliseconds::zero()) break;
     try {
       connected = client->connect(opts)->wait_for(remaining);
-      if (!connected) lastError = "connect timed out (last error: " + lastError + ")";
+      if (!connected) lastError.insert(0, "connect timed out; last error: ");
     } catch (const mqtt::exception& e) {
       lastError = e.what();
       auto left = deadline - Clock::now();
@@ -363,7 +371,8 @@ void Agent::Impl::teardown(std::shared_ptr<mqtt::async_client> client) {
   }
   callbackClient_ = nullptr;
   subscribed_ = false;
-  // A concurrent send() may still hold a reference; the client goes when it lets go.
+  // Our reference goes here; a concurrent send() may hold another until it returns.
+  client.reset();
 }
 
 SendResult Agent::Impl::send(const std::string& device, const std::string& event,
@@ -381,8 +390,8 @@ SendResult Agent::Impl::send(const std::string& device, const std::string& event
 
   std::string corr;
   try {
-    auto msg = mqtt::make_message(topics_->deviceIn(device, event), payload.data(),
-                                  payload.size(), qos, false);
+    auto msg = mqtt::make_message(topics_->deviceIn(device, event), payload.data(), payload.size(),
+                                  qos, false);
     if (opts_.mqtt5) {
       corr = corrPrefix_ + std::to_string(++corrCounter_);
       mqtt::properties props;
@@ -418,8 +427,8 @@ void Agent::Impl::onConnected(const std::string& /*cause*/) {
   // A clean session starts with no subscriptions: subscribe on every connect, not just the first.
   std::string out = topics_->allDeviceOut();
   if (!opts_.sharedGroup.empty()) out = "$share/" + opts_.sharedGroup + "/" + out;
-  auto filters = mqtt::string_collection::create({out, topics_->allDeviceState(),
-                                                   topics_->allDeviceAck()});
+  auto filters =
+      mqtt::string_collection::create({out, topics_->allDeviceState(), topics_->allDeviceAck()});
   mqtt::iasync_client::qos_collection qos{1, 1, 1};
   log::info(kComp, "connected to broker", {{"broker", opts_.brokerUri}});
   try {
@@ -507,7 +516,7 @@ void Agent::Impl::onMessage(const mqtt::const_message_ptr& msg) {
 }
 
 void Agent::Impl::dispatchDeviceMessage(std::string_view device, std::string_view event,
-                                         const std::string& payload) {
+                                        const std::string& payload) {
   std::shared_ptr<const MessageHandler> h;
   std::shared_ptr<const AnyHandler> any;
   {
@@ -607,17 +616,33 @@ Agent::~Agent() = default;
 void Agent::on(std::string event, MessageHandler handler) {
   impl_->on(std::move(event), std::move(handler));
 }
-void Agent::onAny(AnyHandler handler) { impl_->onAny(std::move(handler)); }
-void Agent::onConnect(ConnectHandler handler) { impl_->onConnect(std::move(handler)); }
-void Agent::onDisconnect(DisconnectHandler handler) { impl_->onDisconnect(std::move(handler)); }
-void Agent::onReceipt(ReceiptHandler handler) { impl_->onReceipt(std::move(handler)); }
-bool Agent::isConnected(const std::string& device) const { return impl_->isConnected(device); }
+void Agent::onAny(AnyHandler handler) {
+  impl_->onAny(std::move(handler));
+}
+void Agent::onConnect(ConnectHandler handler) {
+  impl_->onConnect(std::move(handler));
+}
+void Agent::onDisconnect(DisconnectHandler handler) {
+  impl_->onDisconnect(std::move(handler));
+}
+void Agent::onReceipt(ReceiptHandler handler) {
+  impl_->onReceipt(std::move(handler));
+}
+bool Agent::isConnected(const std::string& device) const {
+  return impl_->isConnected(device);
+}
 SendResult Agent::send(const std::string& device, const std::string& event,
                        std::string_view payload, int qos) {
   return impl_->send(device, event, payload, qos);
 }
-bool Agent::start(std::chrono::milliseconds timeout) { return impl_->start(timeout); }
-void Agent::stop() { impl_->stop(); }
-bool Agent::ready() const { return impl_->ready(); }
+bool Agent::start(std::chrono::milliseconds timeout) {
+  return impl_->start(timeout);
+}
+void Agent::stop() {
+  impl_->stop();
+}
+bool Agent::ready() const {
+  return impl_->ready();
+}
 
 }  // namespace impgate::bus

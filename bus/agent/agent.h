@@ -43,8 +43,9 @@ enum class SendError {
 
 // What send() did. On success `corr` is the correlation id carried in the message's MQTT 5
 // correlation data; the device's receipt comes back with the same id (empty under MQTT 3.1.1,
-// which has no correlation data).
-struct [[nodiscard]] SendResult {
+// which has no correlation data). Not [[nodiscard]]: fire-and-forget sends that ignore it are
+// normal, since only the receipt confirms delivery anyway.
+struct SendResult {
   SendError error = SendError::kNone;
   std::string corr;
   std::string message;  // why it failed
@@ -57,15 +58,15 @@ class Agent {
  public:
   // Every member has a default, so designated initializers may name only what they set.
   struct Options {
-    std::string brokerUri{};     // tcp://host:1883, ssl://host:8883
-    std::string clientId{};      // empty: a random one
+    std::string brokerUri{};  // tcp://host:1883, ssl://host:8883
+    std::string clientId{};   // empty: a random one
     std::string prefix = "imp";
-    std::string username{};      // empty: none
+    std::string username{};  // empty: none
     std::string password{};
-    std::string caFile{};        // ssl://: CA bundle that verifies the broker (empty: system store)
-    std::string certFile{};      // ssl://: client certificate (PEM), if the broker wants one
-    std::string keyFile{};       // ssl://: its private key (PEM)
-    bool mqtt5 = true;         // false: MQTT 3.1.1 (no correlation data, so no corr ids)
+    std::string caFile{};    // ssl://: CA bundle that verifies the broker (empty: system store)
+    std::string certFile{};  // ssl://: client certificate (PEM), if the broker wants one
+    std::string keyFile{};   // ssl://: its private key (PEM)
+    bool mqtt5 = true;       // false: MQTT 3.1.1 (no correlation data, so no corr ids)
     // Non-empty: device messages are subscribed as $share/<group>/..., so the broker spreads them
     // over every agent of the group. Presence and receipts are still seen by each instance
     // (everyone can answer isConnected()); onReceipt then reports only receipts for this
@@ -77,7 +78,8 @@ class Agent {
   using AnyHandler = std::function<void(const std::string& device, const std::string& event,
                                         const std::string& payload)>;
   using ConnectHandler = std::function<void(const std::string& device)>;
-  using DisconnectHandler = std::function<void(const std::string& device, const std::string& reason)>;
+  using DisconnectHandler =
+      std::function<void(const std::string& device, const std::string& reason)>;
   using ReceiptHandler = std::function<void(const Receipt& receipt)>;
 
   explicit Agent(Options options);

@@ -17,8 +17,8 @@ namespace impgate::bus {
 
 struct DeviceState {
   bool online = false;
-  int64_t epoch = 0;   // ms timestamp of the session's start; orders sessions of one device
-  int64_t since = 0;   // ms timestamp of this state
+  int64_t epoch = 0;  // ms timestamp of the session's start; orders sessions of one device
+  int64_t since = 0;  // ms timestamp of this state
   std::string node;
   std::string code;    // running code id (online only)
   std::string reason;  // why the session ended (offline only)

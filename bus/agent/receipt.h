@@ -14,7 +14,7 @@ struct Receipt {
   std::string device;  // from the topic
   std::string event;
   uint64_t seq = 0;    // the gateway's per-device sequence number for the message
-  std::string status;  // "delivered" or "rejected"; kept as text so new statuses pass through
+  std::string status;  // "delivered", "rejected" or "failed"; text, so new statuses pass through
   std::string node;    // the gateway node that held the device's connection
   int64_t ts = 0;      // ms since the Unix epoch, gateway clock
   std::string corr;    // the sender's correlation id; empty when the message carried none

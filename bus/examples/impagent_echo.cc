@@ -59,9 +59,7 @@ class Output {
   std::mutex mutex_;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"impagent-echo: print device messages and echo them back"};
   impgate::bus::Agent::Options opts;
   uint64_t countEvery = 0;
@@ -140,4 +138,15 @@ int main(int argc, char** argv) {
   std::lock_guard lock(countsMutex);
   for (const auto& [device, n] : counts) out.line("# count " + device + " " + std::to_string(n));
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // start-up failures (allocation, CLI11 internals)
+    std::cerr << "impagent-echo: " << e.what() << "\n";
+    return 1;
+  }
 }

@@ -10,7 +10,7 @@ namespace impgate::metrics {
 
 struct RequestLine {
   std::string_view method;
-  std::string_view path;   // the target without its query string
+  std::string_view path;     // the target without its query string
   std::string_view version;  // "HTTP/1.0" or "HTTP/1.1"
 };
 

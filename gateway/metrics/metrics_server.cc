@@ -72,7 +72,9 @@ std::string errnoText(std::string_view what) {
 MetricsServer::MetricsServer(const Registry& registry, Options options)
     : registry_(registry), opts_(std::move(options)) {}
 
-MetricsServer::~MetricsServer() { stop(); }
+MetricsServer::~MetricsServer() {
+  stop();
+}
 
 bool MetricsServer::start(std::string* error) {
   auto fail = [&](std::string why) {
@@ -118,9 +120,8 @@ bool MetricsServer::start(std::string* error) {
   if (::getsockname(listenFd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     return fail(errnoText("getsockname"));
   }
-  port_ = addr.ss_family == AF_INET6
-              ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
-              : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  port_ = addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                     : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
 
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wakeFd_ < 0) return fail(errnoText("eventfd"));
@@ -228,9 +229,9 @@ void MetricsServer::run() {
         if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) closeClient(c);
       }
     }
-    clients.erase(std::remove_if(clients.begin(), clients.end(),
-                                 [](const Client& c) { return c.fd < 0; }),
-                  clients.end());
+    clients.erase(
+        std::remove_if(clients.begin(), clients.end(), [](const Client& c) { return c.fd < 0; }),
+        clients.end());
 
     if (fds[1].revents & POLLIN) {
       for (;;) {

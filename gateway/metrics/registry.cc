@@ -15,8 +15,12 @@ constexpr std::string_view kComp = "metrics";
   std::abort();
 }
 
-void appendValue(std::string& out, const Counter& c) { out.append(std::to_string(c.value())); }
-void appendValue(std::string& out, const Gauge& g) { out.append(std::to_string(g.value())); }
+void appendValue(std::string& out, const Counter& c) {
+  out.append(std::to_string(c.value()));
+}
+void appendValue(std::string& out, const Gauge& g) {
+  out.append(std::to_string(g.value()));
+}
 
 template <typename Series>
 constexpr std::string_view typeName();

@@ -196,7 +196,7 @@ Result<X509Ptr> buildCertificate(const CertificateSpec& spec, EVP_PKEY* subjectK
   assert(issuer.key && "every certificate needs a signing key");
   assert((spec.role == CertificateRole::kFleetCa) == (issuer.cert == nullptr));
   if (spec.commonName.empty() || spec.commonName.size() > INT_MAX) {
-    return Error{ErrorCode::kInvalidArgument, "certificate common name is empty"};
+    return Error{ErrorCode::kInvalidArgument, "certificate common name is empty or too long"};
   }
   X509Ptr cert(X509_new());
   if (!cert || !X509_set_version(cert.get(), X509_VERSION_3)) {

@@ -1,22 +1,15 @@
 #include "tests/support/mosquitto_fixture.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
-#include <vector>
 
 #include "tests/support/free_port.h"
 
@@ -31,7 +24,9 @@ constexpr milliseconds kStopDeadline{5000};
 constexpr milliseconds kPollStep{5};
 constexpr int kPortAttempts = 5;
 
-bool isExecutable(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }
+bool isExecutable(const std::string& path) {
+  return ::access(path.c_str(), X_OK) == 0;
+}
 
 // $IMPGATE_MOSQUITTO, then $PATH, then the sbin directories Debian installs it into (which are
 // not on a normal user's PATH).
@@ -62,20 +57,6 @@ bool acceptsConnections(uint16_t port) {
   return ok;
 }
 
-std::string readFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Reaps `pid` if it has exited; returns true when it is gone.
-bool reaped(pid_t pid) {
-  int status = 0;
-  pid_t r = ::waitpid(pid, &status, WNOHANG);
-  return r == pid || (r < 0 && errno == ECHILD);
-}
-
 }  // namespace
 
 MosquittoFixture::MosquittoFixture()
@@ -101,13 +82,13 @@ MosquittoFixture::MosquittoFixture()
   }
 }
 
-MosquittoFixture::~MosquittoFixture() { stop(); }
+MosquittoFixture::~MosquittoFixture() {
+  stop();
+}
 
 std::string MosquittoFixture::uri() const {
   return "tcp://127.0.0.1:" + std::to_string(port_);
 }
-
-std::string MosquittoFixture::log() const { return readFile(logPath_); }
 
 void MosquittoFixture::writeConfig() const {
   std::ofstream conf(confPath_, std::ios::trunc);
@@ -131,49 +112,19 @@ void MosquittoFixture::writeConfig() const {
 }
 
 void MosquittoFixture::start() {
-  // Everything the child needs is prepared before fork(): only async-signal-safe calls after.
-  std::string conf = confPath_.string();
-  std::vector<char*> argv = {binary_.data(), const_cast<char*>("-c"), conf.data(), nullptr};
-  int logFd = ::open(logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (logFd < 0) throw std::runtime_error("open " + logPath_.string() + ": " + strerror(errno));
-  auto logSizeBefore = std::filesystem::file_size(logPath_);
-  pid_t parent = ::getpid();
-
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(logFd);
-    throw std::runtime_error(std::string("fork: ") + strerror(errno));
-  }
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(1);
-    // A test may block signals for its own threads; the mask survives exec, so clear it or
-    // mosquitto never sees our SIGTERM.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    int devNull = ::open("/dev/null", O_RDONLY);
-    if (devNull >= 0) ::dup2(devNull, 0);
-    ::dup2(logFd, 1);
-    ::dup2(logFd, 2);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ::close(logFd);
-  pid_ = pid;
+  auto logSizeBefore = std::filesystem::exists(logPath_) ? std::filesystem::file_size(logPath_) : 0;
+  broker_.start({binary_, "-c", confPath_.string()}, logPath_);
 
   // Ready means: mosquitto has said it is running (so the listener is its own, not some other
   // process that grabbed the port) and the port accepts a connection.
   auto deadline = Clock::now() + kStartDeadline;
   for (;;) {
-    if (reaped(pid_)) {
-      pid_ = -1;
+    if (broker_.exited()) {
       throw std::runtime_error("mosquitto exited during start-up:\n" + log());
     }
     if (acceptsConnections(port_)) {
       std::string out = log();
-      if (out.size() > logSizeBefore &&
-          out.find(" running", logSizeBefore) != std::string::npos) {
+      if (out.size() > logSizeBefore && out.find(" running", logSizeBefore) != std::string::npos) {
         return;
       }
     }
@@ -186,20 +137,7 @@ void MosquittoFixture::start() {
 }
 
 void MosquittoFixture::stop() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGTERM);
-  auto deadline = Clock::now() + kStopDeadline;
-  while (!reaped(pid_)) {
-    if (Clock::now() >= deadline) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-      break;
-    }
-    std::this_thread::sleep_for(milliseconds(2));
-  }
-  pid_ = -1;
+  broker_.stop(kStopDeadline);
 }
 
 void MosquittoFixture::restart() {

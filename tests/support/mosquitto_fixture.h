@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <string>
 
+#include "tests/support/child_process.h"
 #include "tests/support/temp_dir.h"
 
 namespace impgate::testing {
@@ -27,9 +28,9 @@ class MosquittoFixture {
   MosquittoFixture& operator=(const MosquittoFixture&) = delete;
 
   uint16_t port() const { return port_; }
-  std::string uri() const;  // tcp://127.0.0.1:<port>
-  pid_t pid() const { return pid_; }  // -1 while stopped
-  bool running() const { return pid_ > 0; }
+  std::string uri() const;                     // tcp://127.0.0.1:<port>
+  pid_t pid() const { return broker_.pid(); }  // -1 while stopped
+  bool running() const { return broker_.running(); }
 
   // SIGTERM, wait up to 5 s, then SIGKILL. Clients see their connection drop. No-op if stopped.
   void stop();
@@ -38,18 +39,18 @@ class MosquittoFixture {
   void restart();
 
   const std::filesystem::path& logPath() const { return logPath_; }
-  std::string log() const;  // The broker's output so far, for failure messages.
+  std::string log() const { return broker_.log(); }  // output so far, for failure messages
 
  private:
   void writeConfig() const;
-  void start();  // Throws; leaves pid_ == -1 on failure.
+  void start();  // Throws; leaves the broker stopped on failure.
 
   TempDir dir_;
   std::filesystem::path confPath_;
   std::filesystem::path logPath_;
   std::string binary_;
   uint16_t port_ = 0;
-  pid_t pid_ = -1;
+  ChildProcess broker_;
 };
 
 }  // namespace impgate::testing

@@ -2,8 +2,8 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <mqtt/async_client.h>
+#include <atomic>
 
 namespace impgate::testing {
 namespace {
@@ -20,7 +20,7 @@ MqttProbe::MqttProbe(std::string uri, std::string clientId, bool mqtt5)
   if (clientId.empty()) clientId = uniqueClientId();
   client_ = std::make_unique<mqtt::async_client>(
       uri_, clientId, mqtt::create_options(mqtt5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1));
-  client_->set_message_callback([this](mqtt::const_message_ptr msg) {
+  client_->set_message_callback([this](const mqtt::const_message_ptr& msg) {
     Message m;
     m.topic = msg->get_topic();
     m.payload = msg->get_payload_str();
@@ -40,11 +40,18 @@ MqttProbe::MqttProbe(std::string uri, std::string clientId, bool mqtt5)
 }
 
 MqttProbe::~MqttProbe() {
+  // Disconnect even when not connected: it also ends automatic reconnect attempts.
   try {
-    if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(2));
+    client_->disconnect()->wait_for(std::chrono::seconds(2));
   } catch (const mqtt::exception&) {
   }
-  client_->disable_callbacks();
+  try {
+    client_->disable_callbacks();
+  } catch (const mqtt::exception&) {
+    // Refused while a reconnect attempt is in flight; destroying the client below ends it.
+  }
+  // The client goes first: its callbacks use the members below.
+  client_.reset();
 }
 
 bool MqttProbe::connect(std::chrono::milliseconds deadline) {
@@ -65,7 +72,9 @@ bool MqttProbe::connect(std::chrono::milliseconds deadline) {
   }
 }
 
-bool MqttProbe::connected() const { return client_->is_connected(); }
+bool MqttProbe::connected() const {
+  return client_->is_connected();
+}
 
 void MqttProbe::resubscribe() {
   std::vector<std::pair<std::string, int>> filters;
@@ -102,8 +111,8 @@ bool MqttProbe::subscribe(const std::string& filter, int qos, std::chrono::milli
   }
 }
 
-bool MqttProbe::publish(const std::string& topic, std::string_view payload, int qos,
-                        bool retained, std::optional<std::string_view> correlationData,
+bool MqttProbe::publish(const std::string& topic, std::string_view payload, int qos, bool retained,
+                        std::optional<std::string_view> correlationData,
                         std::chrono::milliseconds deadline) {
   try {
     auto msg = mqtt::make_message(topic, payload.data(), payload.size(), qos, retained);

@@ -51,8 +51,7 @@ class MqttProbe {
 
   // The first recorded message matching `match`, waiting for it up to `deadline`.
   std::optional<Message> waitFor(const Predicate& match, std::chrono::milliseconds deadline);
-  std::optional<Message> waitForTopic(const std::string& topic,
-                                      std::chrono::milliseconds deadline);
+  std::optional<Message> waitForTopic(const std::string& topic, std::chrono::milliseconds deadline);
   std::vector<Message> messages() const;
   std::size_t count(const Predicate& match) const;
   void clear();

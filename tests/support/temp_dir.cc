@@ -23,7 +23,9 @@ TempDir::TempDir(std::string_view stem) {
   path_ = buf.data();
 }
 
-TempDir::~TempDir() { remove(); }
+TempDir::~TempDir() {
+  remove();
+}
 
 TempDir::TempDir(TempDir&& other) noexcept : path_(std::exchange(other.path_, {})) {}
 

@@ -1,6 +1,9 @@
 #include "tools/impctl/ca_init_command.h"
 
+#include <nlohmann/json.hpp>
+
 #include "gateway/pki/fleet_ca.h"
+#include "storage/audit_log.h"
 #include "storage/database.h"
 
 namespace impgate::impctl {
@@ -15,6 +18,15 @@ int runCaInit(const CommandContext& ctx, const CaInitArgs& args) {
   storage::Result<storage::Database> db = storage::Database::open(ctx.home.database());
   if (!db) {
     return ctx.fail(db.error().message);
+  }
+  storage::Result<storage::AuditLog> audit = storage::AuditLog::open(*db);
+  if (!audit) {
+    return ctx.fail(audit.error().message);
+  }
+  nlohmann::json detail = {
+      {"ca", ca->name()}, {"server_names", args.serverNames}, {"force", args.force}};
+  if (storage::Status s = audit->append({ctx.nowMs, ctx.actor, "ca.init", detail.dump()}); !s) {
+    return ctx.fail(s.error().message);
   }
   ctx.out << "created " << ca->name() << " in " << ctx.home.root().string() << "\n"
           << "  CA certificate:      " << ctx.home.caCert().string() << "\n"

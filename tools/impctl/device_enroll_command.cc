@@ -1,5 +1,6 @@
 #include "tools/impctl/device_enroll_command.h"
 
+#include <cstdio>
 #include <system_error>
 
 #include "gateway/pki/fleet_ca.h"
@@ -8,11 +9,63 @@
 
 namespace impgate::impctl {
 
+namespace {
+
+struct Enroller {
+  const CommandContext& ctx;
+  const pki::FleetCa& ca;
+  storage::DeviceRegistry& registry;
+
+  // Issues and records one device; on success fills `issued` and `wasEnrolled`. Returns an
+  // error message, or an empty string.
+  std::string enrollOne(const std::string& id, const DeviceEnrollArgs& args,
+                        pki::IssuedDevice& issued, bool& wasEnrolled) {
+    // Every check that can refuse comes before the certificate is issued, so a refusal leaves
+    // the home exactly as it was.
+    if (storage::Status s = storage::DeviceRegistry::validateNames(id, args.group); !s) {
+      return s.error().message;
+    }
+    storage::Result<std::optional<storage::DeviceRecord>> existing = registry.find(id);
+    if (!existing) {
+      return existing.error().message;
+    }
+    wasEnrolled = existing->has_value();
+    if (wasEnrolled && !args.reissue) {
+      return "device '" + id + "' is already enrolled (serial " + (*existing)->certSerial +
+             "); use --reissue to replace its key and certificate";
+    }
+    pki::Result<pki::IssuedDevice> result =
+        ca.issueDevice(id, pki::IssueOptions{pki::kDeviceValidityDays, args.reissue});
+    if (!result) {
+      if (result.error().code == pki::ErrorCode::kAlreadyExists) {
+        return result.error().message +
+               " but the device is not enrolled; use --reissue to replace them";
+      }
+      return result.error().message;
+    }
+    issued = *result;
+    storage::DeviceRecord record{id,        args.group,  issued.serialHex, issued.notAfterMs,
+                                 ctx.nowMs, std::nullopt};
+    storage::Status enrolled = registry.enroll(
+        record, ctx.actor, args.reissue ? storage::OnExisting::kReplace : storage::OnExisting::kRefuse);
+    if (!enrolled) {
+      if (!args.reissue) {
+        // Nobody else can hold these fresh credentials yet: take them back so the registry and
+        // the files agree.
+        std::error_code ignored;
+        std::filesystem::remove_all(ctx.home.deviceDir(id), ignored);
+      }
+      return enrolled.error().message;
+    }
+    return {};
+  }
+};
+
+}  // namespace
+
 int runDeviceEnroll(const CommandContext& ctx, const DeviceEnrollArgs& args) {
-  // Every check that can refuse comes before the certificate is issued, so a refusal leaves the
-  // home exactly as it was.
-  if (storage::Status s = storage::DeviceRegistry::validateNames(args.id, args.group); !s) {
-    return ctx.fail(s.error().message);
+  if (args.count < 0 || args.count > 99999) {
+    return ctx.fail("--count must be between 1 and 99999");
   }
   pki::Result<pki::FleetCa> ca = pki::FleetCa::load(ctx.home);
   if (!ca) {
@@ -26,47 +79,34 @@ int runDeviceEnroll(const CommandContext& ctx, const DeviceEnrollArgs& args) {
   if (!registry) {
     return ctx.fail(registry.error().message);
   }
-  storage::Result<std::optional<storage::DeviceRecord>> existing = registry->find(args.id);
-  if (!existing) {
-    return ctx.fail(existing.error().message);
-  }
-  if (*existing && !args.reissue) {
-    return ctx.fail("device '" + args.id + "' is already enrolled (serial " +
-                    (*existing)->certSerial +
-                    "); use --reissue to replace its key and certificate");
-  }
+  Enroller enroller{ctx, *ca, *registry};
+  pki::IssuedDevice issued;
+  bool wasEnrolled = false;
 
-  pki::Result<pki::IssuedDevice> issued =
-      ca->issueDevice(args.id, pki::IssueOptions{pki::kDeviceValidityDays, args.reissue});
-  if (!issued) {
-    if (issued.error().code == pki::ErrorCode::kAlreadyExists) {
-      return ctx.fail(issued.error().message +
-                      " but the device is not enrolled; use --reissue to replace them");
+  if (args.count == 0) {
+    if (std::string error = enroller.enrollOne(args.id, args, issued, wasEnrolled);
+        !error.empty()) {
+      return ctx.fail(error);
     }
-    return ctx.fail(issued.error().message);
+    ctx.out << (wasEnrolled ? "re-issued " : "enrolled ") << args.id << " in group "
+            << args.group << " (serial " << issued.serialHex << ")\n"
+            << "  key:         " << issued.keyPath.string() << "\n"
+            << "  certificate: " << issued.certPath.string() << "\n"
+            << "  trust:       " << ctx.home.caCert().string()
+            << " (the device verifies the gateway with this)\n";
+    return kExitOk;
   }
 
-  storage::DeviceRecord record{args.id,   args.group,  issued->serialHex, issued->notAfterMs,
-                               ctx.nowMs, std::nullopt};
-  storage::Status enrolled =
-      registry->enroll(record, ctx.actor,
-                       args.reissue ? storage::OnExisting::kReplace : storage::OnExisting::kRefuse);
-  if (!enrolled) {
-    if (!args.reissue) {
-      // Nobody else can hold these fresh credentials yet: take them back so the registry and
-      // the files agree.
-      std::error_code ignored;
-      std::filesystem::remove_all(ctx.home.deviceDir(args.id), ignored);
+  char id[96];
+  for (long i = 1; i <= args.count; ++i) {
+    std::snprintf(id, sizeof id, "%s%05ld", args.id.c_str(), i);
+    if (std::string error = enroller.enrollOne(id, args, issued, wasEnrolled); !error.empty()) {
+      return ctx.fail(error + " (after enrolling " + std::to_string(i - 1) + " devices)");
     }
-    return ctx.fail(enrolled.error().message);
   }
-
-  ctx.out << (*existing ? "re-issued " : "enrolled ") << args.id << " in group " << args.group
-          << " (serial " << issued->serialHex << ")\n"
-          << "  key:         " << issued->keyPath.string() << "\n"
-          << "  certificate: " << issued->certPath.string() << "\n"
-          << "  trust:       " << ctx.home.caCert().string()
-          << " (the device verifies the gateway with this)\n";
+  std::snprintf(id, sizeof id, "%s%05ld", args.id.c_str(), args.count);
+  ctx.out << "enrolled " << args.count << " devices " << args.id << "00001 .. " << id
+          << " in group " << args.group << " under " << ctx.home.deviceDir("").string() << "\n";
   return kExitOk;
 }
 

@@ -12,6 +12,9 @@ struct DeviceEnrollArgs {
   std::string id;
   std::string group = "default";
   bool reissue = false;  // replace an enrolled device's credentials
+  // When > 0, `id` is a prefix and devices <id>00001 .. <id><count> are enrolled (a test or
+  // simulator fleet; the numbering matches `impdev simulate --prefix`).
+  long count = 0;
 };
 
 int runDeviceEnroll(const CommandContext& ctx, const DeviceEnrollArgs& args);

@@ -41,6 +41,8 @@ int run(int argc, char** argv) {
       device->add_subcommand("enroll", "issue a device's key and certificate and record it");
   enrollCmd->add_option("id", enroll.id, "device id: 1-64 of A-Z a-z 0-9 . _ -")->required();
   enrollCmd->add_option("--group", enroll.group, "device group")->capture_default_str();
+  enrollCmd->add_option("--count", enroll.count,
+                        "enroll ID00001 .. ID<count>, with ID as a prefix (test fleets)");
   enrollCmd->add_flag("--reissue", enroll.reissue,
                       "replace the key and certificate of an enrolled device");
   DeviceListArgs list;

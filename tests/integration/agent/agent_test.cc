@@ -83,8 +83,9 @@ struct Bench {
 
   static void record(Agent& agent, Recorder& seen) {
     agent.onConnect([&seen](const std::string& d) { seen.add("connect " + d); });
-    agent.onDisconnect(
-        [&seen](const std::string& d, const std::string& r) { seen.add("disconnect " + d + " " + r); });
+    agent.onDisconnect([&seen](const std::string& d, const std::string& r) {
+      seen.add("disconnect " + d + " " + r);
+    });
     agent.onReceipt([&seen](const Receipt& r) {
       seen.add("receipt " + r.device + " " + r.event + " " + std::to_string(r.seq) + " " +
                r.status + " " + r.node + " " + r.corr);
@@ -106,21 +107,23 @@ TEST_CASE("device messages reach the handler for their event; unhandled ones are
   b.agent.on("temp", [&](const std::string& d, const std::string& p) {
     b.seen.add("temp " + d + " " + p);
   });
-  b.agent.on("hum", [&](const std::string& d, const std::string& p) {
-    b.seen.add("hum " + d + " " + p);
-  });
-  b.agent.on("marker", [&](const std::string&, const std::string& p) {
-    b.seen.add("marker " + p);
-  });
+  b.agent.on("hum",
+             [&](const std::string& d, const std::string& p) { b.seen.add("hum " + d + " " + p); });
+  b.agent.on("marker",
+             [&](const std::string&, const std::string& p) { b.seen.add("marker " + p); });
   REQUIRE(b.agent.start(5s));
   CHECK(b.agent.ready());
 
   REQUIRE(b.gateway.publish("imp/dev/d1/out/temp", "21.5"));
-  REQUIRE(b.gateway.publish("imp/dev/d2/out/hum", std::string("4\0" "0", 3)));
+  REQUIRE(b.gateway.publish("imp/dev/d2/out/hum", std::string("4\0"
+                                                              "0",
+                                                              3)));
   REQUIRE(b.gateway.publish("imp/dev/d1/out/nobody", "lost"));
   b.sync("1");
   CHECK(b.seen.count("temp d1 21.5") == 1);
-  CHECK(b.seen.count("hum d2 " + std::string("4\0" "0", 3)) == 1);
+  CHECK(b.seen.count("hum d2 " + std::string("4\0"
+                                             "0",
+                                             3)) == 1);
   CHECK(b.seen.size() == 3);  // temp, hum, marker: "nobody" went nowhere
 
   // With onAny, events without their own handler land there instead.
@@ -142,9 +145,8 @@ TEST_CASE("device messages reach the handler for their event; unhandled ones are
 
 TEST_CASE("presence fires each transition once and ignores stale states") {
   Bench b;
-  b.agent.on("marker", [&](const std::string&, const std::string& p) {
-    b.seen.add("marker " + p);
-  });
+  b.agent.on("marker",
+             [&](const std::string&, const std::string& p) { b.seen.add("marker " + p); });
   // Retained before the agent starts: the agent learns it on subscribing.
   REQUIRE(b.gateway.publish("imp/dev/early/state", onlineState(500), 1, true));
   REQUIRE(b.agent.start(5s));
@@ -224,14 +226,15 @@ TEST_CASE("receipts reach onReceipt with the sender's correlation id") {
   auto sent = b.agent.send("d1", "led", "on");
   REQUIRE(sent.ok());
 
-  std::string ack = R"({"event":"led","seq":17,"status":"delivered","node":"gw1","ts":1764115200000,"corr":")" +
-                    sent.corr + "\"}";
+  std::string ack =
+      R"({"event":"led","seq":17,"status":"delivered","node":"gw1","ts":1764115200000,"corr":")" +
+      sent.corr + "\"}";
   REQUIRE(b.gateway.publish("imp/dev/d1/ack", ack, 1, false, sent.corr));
   CHECK(b.seen.waitFor("receipt d1 led 17 delivered gw1 " + sent.corr));
 
   // The corr may travel only as the MQTT 5 property.
-  REQUIRE(b.gateway.publish("imp/dev/d1/ack", R"({"event":"led","seq":18,"status":"rejected"})",
-                            1, false, std::string_view("prop-only")));
+  REQUIRE(b.gateway.publish("imp/dev/d1/ack", R"({"event":"led","seq":18,"status":"rejected"})", 1,
+                            false, std::string_view("prop-only")));
   CHECK(b.seen.waitFor("receipt d1 led 18 rejected  prop-only"));
 }
 
@@ -256,6 +259,21 @@ TEST_CASE("after the broker restarts the agent subscribes again and keeps receiv
   REQUIRE(b.gateway.subscribe("imp/dev/+/in/+"));
   REQUIRE(b.agent.send("d1", "led", "back").ok());
   CHECK(b.gateway.waitForTopic("imp/dev/d1/in/led", 5s));
+}
+
+TEST_CASE("stop() returns promptly while the broker is down, and start() works again") {
+  Bench b;
+  REQUIRE(b.agent.start(5s));
+  b.broker.stop();
+  REQUIRE(waitUntil([&] { return !b.agent.ready(); }, 5s));
+  auto t0 = std::chrono::steady_clock::now();
+  b.agent.stop();
+  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  CHECK(b.agent.send("d1", "led", "x").error == SendError::kNotStarted);
+
+  b.broker.restart();
+  REQUIRE(b.agent.start(5s));
+  CHECK(b.agent.ready());
 }
 
 TEST_CASE("agents in a shared group split device messages and see only their own receipts") {

@@ -13,8 +13,12 @@ using Change = PresenceTracker::Change;
 
 namespace {
 
-DeviceState online(int64_t epoch) { return {true, epoch, epoch, "gw1", "c1", ""}; }
-DeviceState offline(int64_t epoch) { return {false, epoch, epoch + 5, "gw1", "", "bye"}; }
+DeviceState online(int64_t epoch) {
+  return {true, epoch, epoch, "gw1", "c1", ""};
+}
+DeviceState offline(int64_t epoch) {
+  return {false, epoch, epoch + 5, "gw1", "", "bye"};
+}
 
 }  // namespace
 
@@ -96,7 +100,8 @@ TEST_CASE("devices are tracked independently") {
 
 TEST_CASE("receipts are parsed, corr from JSON or the MQTT 5 property") {
   auto r = parseReceipt(
-      "d1", R"({"event":"led","seq":17,"status":"delivered","node":"gw1","ts":1764115200000,"corr":"c-1"})");
+      "d1",
+      R"({"event":"led","seq":17,"status":"delivered","node":"gw1","ts":1764115200000,"corr":"c-1"})");
   REQUIRE(r);
   CHECK(r->device == "d1");
   CHECK(r->event == "led");
@@ -112,10 +117,10 @@ TEST_CASE("receipts are parsed, corr from JSON or the MQTT 5 property") {
   CHECK(p->status == "rejected");
   CHECK(p->corr == "from-prop");
 
-  for (const char* bad : {"", "{}", R"({"event":"led","status":"delivered"})",
-                          R"({"event":"led","seq":-1,"status":"delivered"})",
-                          R"({"event":1,"seq":1,"status":"delivered"})",
-                          R"({"event":"led","seq":1,"status":""})"}) {
+  for (const char* bad :
+       {"", "{}", R"({"event":"led","status":"delivered"})",
+        R"({"event":"led","seq":-1,"status":"delivered"})",
+        R"({"event":1,"seq":1,"status":"delivered"})", R"({"event":"led","seq":1,"status":""})"}) {
     INFO(bad);
     CHECK_FALSE(parseReceipt("d1", bad));
   }

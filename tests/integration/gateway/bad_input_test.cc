@@ -62,7 +62,7 @@ void expectBye(RawTlsClient& raw, ByeReason reason) {
 }  // namespace
 
 TEST_CASE("a frame over the size limit is refused before it is read") {
-  GatewayFixture gw({"itest", {"--max-frame", "1024"}});
+  GatewayFixture gw(withArgs({"--max-frame", "1024"}));
   auto witness = gw.connectDevice("witness");
   auto raw = helloedRawDevice(gw, "big");
   // Only the header: the gateway must not wait for (or allocate) the announced body.
@@ -142,7 +142,7 @@ TEST_CASE("an unsupported protocol version is refused with BYE unsupported_versi
 }
 
 TEST_CASE("a TLS handshake that never finishes is dropped after the handshake timeout") {
-  GatewayFixture gw({"itest", {"--handshake-timeout", "2"}});
+  GatewayFixture gw(withArgs({"--handshake-timeout", "2"}));
   auto witness = gw.connectDevice("witness");
   RawTlsClient slow;
   REQUIRE(slow.connectTcp(gw.port()));
@@ -154,7 +154,7 @@ TEST_CASE("a TLS handshake that never finishes is dropped after the handshake ti
 }
 
 TEST_CASE("a device that never sends HELLO is dropped after the handshake timeout") {
-  GatewayFixture gw({"itest", {"--handshake-timeout", "2"}});
+  GatewayFixture gw(withArgs({"--handshake-timeout", "2"}));
   gw.enroll("mute");
   RawTlsClient raw;
   REQUIRE(raw.connectTcp(gw.port()));
@@ -206,7 +206,7 @@ TEST_CASE("a plain TCP client on the TLS port is closed") {
 }
 
 TEST_CASE("a device that goes silent is dropped after 1.5x the keepalive") {
-  GatewayFixture gw({"itest", {"--keepalive", "2"}});
+  GatewayFixture gw(withArgs({"--keepalive", "2"}));
   MqttProbe agent(gw.broker().uri());
   REQUIRE(agent.connect());
   REQUIRE(agent.subscribe("imp/dev/silent/state"));

@@ -29,6 +29,13 @@ struct GatewayFixtureOptions {
   std::string brokerUri;
 };
 
+// Default options plus these impgate flags.
+inline GatewayFixtureOptions withArgs(std::vector<std::string> extraArgs) {
+  GatewayFixtureOptions o;
+  o.extraArgs = std::move(extraArgs);
+  return o;
+}
+
 class GatewayFixture {
  public:
   explicit GatewayFixture(GatewayFixtureOptions options = {});

@@ -28,10 +28,14 @@ TEST_CASE("request lines are parsed") {
 TEST_CASE("malformed request lines are refused") {
   const std::string nul("GET /\0 HTTP/1.1\r\n", 17);
   const std::string tls("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n", 12);
-  const std::string_view cases[] = {"GET /metrics\r\n",          "GET  /metrics HTTP/1.1\r\n",
-                                    "GET metrics HTTP/1.1\r\n",   "GET /metrics HTTP/2\r\n",
-                                    "G(T /metrics HTTP/1.1\r\n",  " /metrics HTTP/1.1\r\n",
-                                    "GET /met rics HTTP/1.1\r\n", nul,
+  const std::string_view cases[] = {"GET /metrics\r\n",
+                                    "GET  /metrics HTTP/1.1\r\n",
+                                    "GET metrics HTTP/1.1\r\n",
+                                    "GET /metrics HTTP/2\r\n",
+                                    "G(T /metrics HTTP/1.1\r\n",
+                                    " /metrics HTTP/1.1\r\n",
+                                    "GET /met rics HTTP/1.1\r\n",
+                                    nul,
                                     tls};
   for (std::string_view bad : cases) {
     INFO(bad);

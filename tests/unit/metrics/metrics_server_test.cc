@@ -81,8 +81,7 @@ TEST_CASE("other paths get 404, other methods 405, garbage 400") {
   Served s;
   CHECK(exchange(s.server.port(), "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
   CHECK(exchange(s.server.port(), "GET /metricsx HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
-  auto post = exchange(s.server.port(),
-                       "POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+  auto post = exchange(s.server.port(), "POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
   CHECK(post.starts_with("HTTP/1.1 405 "));
   CHECK(post.find("Allow: GET\r\n") != std::string::npos);
   CHECK(exchange(s.server.port(), "\x16\x03\x01garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));
@@ -92,8 +91,8 @@ TEST_CASE("other paths get 404, other methods 405, garbage 400") {
 
 TEST_CASE("a silent client does not hold up a scrape, and is dropped at its deadline") {
   Registry reg;
-  MetricsServer server(reg, {.host = "127.0.0.1", .port = 0,
-                             .clientTimeout = std::chrono::seconds(2)});
+  MetricsServer server(reg,
+                       {.host = "127.0.0.1", .port = 0, .clientTimeout = std::chrono::seconds(2)});
   REQUIRE(server.start());
   int silent = connectTo(server.port());
   ::send(silent, "GET /met", 8, MSG_NOSIGNAL);  // half a request, then nothing

@@ -106,6 +106,7 @@ TEST_CASE("concurrent increments are all counted") {
   constexpr int kThreads = 8;
   constexpr int kPerThread = 100000;
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       // Every thread looks up the same series concurrently, then bumps it on the hot path.

@@ -10,7 +10,7 @@
 #include "gateway/pki/certificate_info.h"
 #include "gateway/pki/device_identity.h"
 #include "gateway/pki/pem_files.h"
-#include "tests/unit/pki/temp_dir.h"
+#include "tests/support/temp_dir.h"
 
 using namespace impgate::pki;
 using impgate::Home;

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "storage/migrations.h"
-#include "tests/unit/storage/temp_dir.h"
+#include "tests/support/temp_dir.h"
 
 using namespace impgate::storage;
 using impgate::testing::TempDir;

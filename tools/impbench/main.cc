@@ -1,0 +1,116 @@
+// impbench: the project's benchmark harness. `impbench connections` measures what a device
+// connection costs impgate (server CPU per full and per resumed mutual-TLS handshake, RSS per
+// idle connection) next to mosquitto and bare OpenSSL in the same run, and prints the figures
+// with their ratios (a table, or JSON with --json). See docs/benchmarks.md.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "gateway/base/log.h"
+#include "tools/impbench/connection_bench.h"
+#include "tools/impbench/interrupt.h"
+
+namespace {
+
+using namespace impgate;
+
+// Raises the soft descriptor limit to the hard one and returns it: impbench holds one
+// descriptor per connection.
+rlim_t raiseDescriptorLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return limit.rlim_cur;
+}
+
+// $TMPDIR, else /dev/shm, else /tmp. Every device key is written with fsync; on a tmpfs that
+// costs nothing, on a disk 10 000 devices take minutes to issue.
+std::filesystem::path defaultTempParent() {
+  if (const char* tmp = std::getenv("TMPDIR"); tmp && *tmp) return tmp;
+  if (::access("/dev/shm", W_OK | X_OK) == 0) return "/dev/shm";
+  return "/tmp";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"impbench: measures impgate next to mosquitto and OpenSSL in the same run."};
+  app.require_subcommand(1);
+
+  bench::ConnectionBenchOptions options;
+  options.impgateBinary = IMPGATE_DEFAULT_BINARY;
+  options.tempParent = defaultTempParent();
+  bool json = false;
+  std::string jsonFile;
+  double idleSeconds = 2;
+  auto* connections = app.add_subcommand(
+      "connections",
+      "Cost of a device connection: server CPU per full and resumed mutual-TLS handshake, RSS "
+      "per idle connection; impgate, mosquitto and in-memory OpenSSL side by side");
+  connections->add_option("--devices", options.devices, "Devices (connections) per wave")
+      ->required()
+      ->check(CLI::Range(1, 100000));
+  connections->add_option("--rate", options.rate, "Connections started per second")
+      ->check(CLI::Range(1.0, 100000.0))
+      ->capture_default_str();
+  connections
+      ->add_option("--sources", options.sources,
+                   "Local addresses to connect from, when ephemeral ports run short "
+                   "(e.g. 127.0.0.2,127.0.0.3)")
+      ->delimiter(',');
+  connections->add_option("--impgate", options.impgateBinary, "The impgate binary")
+      ->capture_default_str();
+  connections->add_option("--mosquitto", options.mosquittoBinary,
+                          "The mosquitto binary (default: PATH, then /usr/sbin)");
+  connections
+      ->add_option("--idle-seconds", idleSeconds,
+                   "How long connections sit idle before RSS is read")
+      ->check(CLI::Range(0.5, 600.0))
+      ->capture_default_str();
+  connections
+      ->add_option("--openssl-iterations", options.opensslIterations,
+                   "In-memory OpenSSL handshakes of each kind")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  connections->add_option("--temp-dir", options.tempParent, "Where the run's temp dir goes")
+      ->capture_default_str();
+  connections->add_flag("--keep-temp", options.keepTemp,
+                        "Keep the temp dir (configs, server logs) after the run");
+  connections->add_flag("--skip-mosquitto", options.skipMosquitto, "Skip the mosquitto baseline");
+  connections->add_flag("--skip-openssl", options.skipOpenssl, "Skip the OpenSSL baseline");
+  connections->add_flag("--json", json, "Print JSON instead of the table");
+  connections->add_option("--json-file", jsonFile, "Also write the JSON report to this file");
+  CLI11_PARSE(app, argc, argv);
+
+  options.idle = std::chrono::milliseconds(static_cast<long>(idleSeconds * 1000));
+  bench::installInterruptHandler();
+  log::setLevel(log::Level::kWarn);
+  rlim_t fds = raiseDescriptorLimit();
+  // impbench holds one descriptor per connection of the current wave, plus a few of its own.
+  if (fds != RLIM_INFINITY && options.devices + 64 > fds) {
+    std::fprintf(stderr, "impbench: %zu devices need more than the %llu descriptors allowed\n",
+                 options.devices, static_cast<unsigned long long>(fds));
+    return 2;
+  }
+
+  bench::BenchReport report = bench::runConnectionBench(options);
+  if (!jsonFile.empty()) {
+    std::ofstream out(jsonFile, std::ios::trunc);
+    out << bench::toJson(report).dump(2) << "\n";
+    if (!out) std::fprintf(stderr, "impbench: cannot write %s\n", jsonFile.c_str());
+  }
+  if (json) {
+    std::cout << bench::toJson(report).dump(2) << std::endl;
+  } else {
+    std::cout << bench::formatReport(report) << std::flush;
+  }
+  if (bench::interrupted()) return 130;
+  return report.complete() ? 0 : 1;
+}

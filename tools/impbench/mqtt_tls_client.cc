@@ -1,0 +1,214 @@
+#include "tools/impbench/mqtt_tls_client.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace impgate::bench {
+namespace {
+
+constexpr uint8_t kConnect = 0x10;
+constexpr uint8_t kConnack = 0x20;
+constexpr uint8_t kDisconnect = 0xE0;
+constexpr uint8_t kProtocolLevel311 = 4;
+constexpr uint8_t kCleanSession = 0x02;
+
+// CONNECT for MQTT 3.1.1: protocol name and level, clean session, keepalive 0 (an idle client
+// is never pinged or dropped), the client id as payload.
+std::vector<uint8_t> connectPacket(const std::string& clientId) {
+  std::vector<uint8_t> variable = {0x00,          0x04, 'M', 'Q', 'T', 'T', kProtocolLevel311,
+                                   kCleanSession, 0x00, 0x00};
+  variable.push_back(static_cast<uint8_t>(clientId.size() >> 8));
+  variable.push_back(static_cast<uint8_t>(clientId.size() & 0xff));
+  variable.insert(variable.end(), clientId.begin(), clientId.end());
+  std::vector<uint8_t> packet = {kConnect};
+  // Remaining length, variable-length encoded.
+  std::size_t remaining = variable.size();
+  do {
+    uint8_t digit = remaining % 128;
+    remaining /= 128;
+    if (remaining > 0) digit |= 0x80;
+    packet.push_back(digit);
+  } while (remaining > 0);
+  packet.insert(packet.end(), variable.begin(), variable.end());
+  return packet;
+}
+
+}  // namespace
+
+MqttTlsClient::MqttTlsClient(net::EventLoop& loop, const net::TlsContext& tls,
+                             std::shared_ptr<device::DeviceCredentials> credentials,
+                             std::string clientId, net::Endpoint broker,
+                             std::optional<net::Endpoint> source, Events events)
+    : loop_(loop),
+      tls_(tls),
+      credentials_(std::move(credentials)),
+      clientId_(std::move(clientId)),
+      broker_(broker),
+      source_(std::move(source)),
+      events_(std::move(events)) {}
+
+MqttTlsClient::~MqttTlsClient() {
+  closeSocket();
+  if (session_) SSL_SESSION_free(session_);
+}
+
+void MqttTlsClient::connect() {
+  closeSocket();
+  std::string error;
+  fd_ = net::connectNonBlocking(broker_, source_ ? &*source_ : nullptr, error);
+  if (fd_ < 0) {
+    fail(error);
+    return;
+  }
+  state_ = State::kConnecting;
+  resumed_ = false;
+  connackBytes_ = 0;
+  interest_ = EPOLLOUT;
+  loop_.watch(fd_, interest_, this);
+}
+
+void MqttTlsClient::disconnect() {
+  if (transport_ && state_ == State::kConnected) {
+    const uint8_t bye[2] = {kDisconnect, 0x00};
+    transport_->write(std::span<const uint8_t>(bye, sizeof bye));
+    transport_->shutdown();
+  }
+  closeSocket();
+}
+
+void MqttTlsClient::closeSocket() {
+  // The transport's destructor keeps the session resumable even without a close_notify.
+  transport_.reset();
+  if (fd_ >= 0) {
+    loop_.unwatch(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  interest_ = 0;
+  output_.clear();
+  written_ = 0;
+  state_ = State::kIdle;
+}
+
+void MqttTlsClient::fail(const std::string& reason) {
+  closeSocket();
+  if (events_.onFailed) events_.onFailed(reason);
+}
+
+void MqttTlsClient::watchFor(uint32_t events) {
+  if (events == interest_ || fd_ < 0) return;
+  loop_.rewatch(fd_, events, this);
+  interest_ = events;
+}
+
+void MqttTlsClient::onIoEvents(uint32_t events) {
+  switch (state_) {
+    case State::kConnecting:
+      onSocketConnected();
+      return;
+    case State::kHandshake:
+      driveHandshake();
+      return;
+    case State::kAwaitConnack:
+    case State::kConnected:
+      if (events & EPOLLOUT) flush();
+      if (fd_ >= 0 && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) readAvailable();
+      return;
+    case State::kIdle:
+      return;
+  }
+}
+
+void MqttTlsClient::onSocketConnected() {
+  if (int err = net::socketError(fd_); err != 0) {
+    fail(std::string("connect: ") + std::strerror(err));
+    return;
+  }
+  // The broker presents the gateway's certificate, issued for 127.0.0.1.
+  transport_ = net::TlsTransport::connect(tls_, fd_, "127.0.0.1", session_);
+  if (!transport_ ||
+      !transport_->useCredentials(credentials_->certificate(), credentials_->key())) {
+    fail("cannot set up TLS: " + net::takeOpenSslError());
+    return;
+  }
+  state_ = State::kHandshake;
+  driveHandshake();
+}
+
+void MqttTlsClient::driveHandshake() {
+  switch (transport_->handshake()) {
+    case net::IoStatus::kWantRead:
+      watchFor(EPOLLIN);
+      return;
+    case net::IoStatus::kWantWrite:
+      watchFor(EPOLLIN | EPOLLOUT);
+      return;
+    case net::IoStatus::kOk:
+      break;
+    default:
+      fail("tls: " + transport_->lastError());
+      return;
+  }
+  resumed_ = transport_->resumed();
+  state_ = State::kAwaitConnack;
+  output_ = connectPacket(clientId_);
+  written_ = 0;
+  watchFor(EPOLLIN);
+  flush();
+  if (fd_ >= 0) readAvailable();
+}
+
+void MqttTlsClient::flush() {
+  while (written_ < output_.size()) {
+    auto r = transport_->write(std::span<const uint8_t>(output_).subspan(written_));
+    if (r.status == net::IoStatus::kWantWrite || r.status == net::IoStatus::kWantRead) {
+      watchFor(EPOLLIN | EPOLLOUT);
+      return;
+    }
+    if (r.status != net::IoStatus::kOk) {
+      fail("write: " + transport_->lastError());
+      return;
+    }
+    written_ += r.bytes;
+  }
+  output_.clear();
+  written_ = 0;
+  watchFor(EPOLLIN);
+}
+
+void MqttTlsClient::readAvailable() {
+  uint8_t buffer[512];
+  while (fd_ >= 0) {
+    auto r = transport_->read(std::span<uint8_t>(buffer, sizeof buffer));
+    if (r.status == net::IoStatus::kWantRead) return;
+    if (r.status == net::IoStatus::kWantWrite) {
+      watchFor(interest_ | EPOLLOUT);
+      return;
+    }
+    if (r.status != net::IoStatus::kOk) {
+      fail(r.status == net::IoStatus::kClosed ? "closed by broker"
+                                              : "connection lost: " + transport_->lastError());
+      return;
+    }
+    if (state_ != State::kAwaitConnack) continue;  // nothing else is expected; ignore it
+    std::size_t take = std::min(r.bytes, sizeof connack_ - connackBytes_);
+    std::memcpy(connack_ + connackBytes_, buffer, take);
+    connackBytes_ += take;
+    if (connackBytes_ < sizeof connack_) continue;
+    if (connack_[0] != kConnack || connack_[1] != 0x02 || connack_[3] != 0x00) {
+      fail("CONNACK refused, return code " + std::to_string(connack_[3]));
+      return;
+    }
+    // The broker's tickets arrive right after the handshake, before CONNACK: keep the newest.
+    if (SSL_SESSION* s = transport_->takeSession()) {
+      if (session_) SSL_SESSION_free(session_);
+      session_ = s;
+    }
+    state_ = State::kConnected;
+    if (events_.onConnected) events_.onConnected();
+  }
+}
+
+}  // namespace impgate::bench

@@ -1,0 +1,82 @@
+// One MQTT 3.1.1 client over mutual TLS on an EventLoop, with just enough protocol for the
+// mosquitto baseline: connect, present the device's certificate, send CONNECT (clean session,
+// no keepalive), wait for CONNACK, sit idle, and leave with DISCONNECT. It keeps the TLS
+// session it was given and offers it on the next connect, like a DeviceClient.
+//
+// All calls run on the loop's thread. Events must not destroy the client; the pool that owns
+// it destroys it outside callbacks.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gateway/device/device_credentials.h"
+#include "gateway/net/event_loop.h"
+#include "gateway/net/socket.h"
+#include "gateway/net/tls_context.h"
+#include "gateway/net/tls_transport.h"
+
+namespace impgate::bench {
+
+class MqttTlsClient final : public net::IoHandler {
+ public:
+  enum class State { kIdle, kConnecting, kHandshake, kAwaitConnack, kConnected };
+
+  struct Events {
+    std::function<void()> onConnected;                        // CONNACK accepted
+    std::function<void(const std::string& reason)> onFailed;  // the connection ended unasked
+  };
+
+  MqttTlsClient(net::EventLoop& loop, const net::TlsContext& tls,
+                std::shared_ptr<device::DeviceCredentials> credentials, std::string clientId,
+                net::Endpoint broker, std::optional<net::Endpoint> source, Events events);
+  ~MqttTlsClient() override;
+  MqttTlsClient(const MqttTlsClient&) = delete;
+  MqttTlsClient& operator=(const MqttTlsClient&) = delete;
+
+  // Starts connecting; the outcome arrives as onConnected or onFailed. There is no timeout of
+  // its own: a broker that never answers is caught by the deadline of the wave.
+  void connect();
+  // Sends DISCONNECT and close_notify (best effort) and closes. No event follows.
+  void disconnect();
+
+  void onIoEvents(uint32_t events) override;
+
+  State state() const { return state_; }
+  bool resumed() const { return resumed_; }
+
+ private:
+  void onSocketConnected();
+  void driveHandshake();
+  void flush();
+  void readAvailable();
+  void watchFor(uint32_t events);
+  void fail(const std::string& reason);
+  void closeSocket();
+
+  net::EventLoop& loop_;
+  const net::TlsContext& tls_;
+  std::shared_ptr<device::DeviceCredentials> credentials_;
+  std::string clientId_;
+  net::Endpoint broker_;
+  std::optional<net::Endpoint> source_;
+  Events events_;
+  std::unique_ptr<net::TlsTransport> transport_;
+  SSL_SESSION* session_ = nullptr;  // offered on the next connect
+  std::vector<uint8_t> output_;     // CONNECT bytes not yet written
+  std::size_t written_ = 0;
+  uint8_t connack_[4] = {};
+  std::size_t connackBytes_ = 0;
+  int fd_ = -1;
+  uint32_t interest_ = 0;
+  State state_ = State::kIdle;
+  bool resumed_ = false;
+};
+
+}  // namespace impgate::bench
