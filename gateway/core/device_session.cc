@@ -246,8 +246,11 @@ void DeviceSession::deliver(const bus::AgentMessage& message) {
   }
   auto payload = std::span<const uint8_t>(
       reinterpret_cast<const uint8_t*>(message.payload.data()), message.payload.size());
-  sendFrame(protocol::Msg{d.id, ackWanted, message.event, payload});
-  if (ackWanted && state_ == State::kOnline) pending_.push_back(std::move(d));
+  protocol::Msg frame{d.id, ackWanted, message.event, payload};
+  // Pending before sending: if the send closes the session (output overflow), this message
+  // gets its "failed" receipt with the others.
+  if (ackWanted) pending_.push_back(std::move(d));
+  sendFrame(frame);
 }
 
 void DeviceSession::handleAck(const protocol::Ack& ack) {

@@ -103,8 +103,14 @@ std::optional<std::string> applyConfigFile(const std::string& path, GatewayConfi
   int number = 0;
   while (std::getline(in, line)) {
     ++number;
-    auto hash = line.find('#');
-    if (hash != std::string::npos) line.erase(hash);
+    // '#' starts a comment at the start of a line or after white space, so values such as
+    // passwords may still contain it.
+    for (std::size_t i = 0; i < line.size(); ++i) {
+      if (line[i] == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
+        line.erase(i);
+        break;
+      }
+    }
     line = trim(line);
     if (line.empty()) continue;
     auto eq = line.find('=');
@@ -128,6 +134,8 @@ std::optional<std::string> validate(const GatewayConfig& c) {
   if (c.mqttVersion != 5 && c.mqttVersion != 3 && c.mqttVersion != 4) {
     return "mqtt-version must be 5 or 3 (3.1.1)";
   }
+  if (c.keepalive.count() > 65535) return "keepalive must be at most 65535 seconds";
+  if (c.mqttBuffer <= 0) return "mqtt-buffer must be positive";
   if (c.maxConnections == 0) return "max-connections must be positive";
   if (c.maxInflightPublishes == 0) return "max-inflight must be positive";
   return std::nullopt;

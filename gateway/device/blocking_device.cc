@@ -1,11 +1,14 @@
 #include "gateway/device/blocking_device.h"
 
+#include <csignal>
 #include <future>
 
 namespace impgate::device {
 
 std::unique_ptr<BlockingDevice> BlockingDevice::create(const BlockingDeviceConfig& config,
                                                        std::string& error) {
+  // A reset connection must be an error value, not a SIGPIPE that ends the process.
+  std::signal(SIGPIPE, SIG_IGN);
   auto credentials = DeviceCredentials::load(config.certFile, config.keyFile, error);
   if (!credentials) return nullptr;
   net::TlsClientOptions tlsOptions;

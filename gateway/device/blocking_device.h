@@ -1,7 +1,8 @@
 // BlockingDevice: a DeviceClient on its own thread behind a synchronous API, for command-line
 // tools (impdev send / listen) and integration tests.
 //
-// Every call is thread-safe and waits with a deadline; none blocks forever.
+// Every call is thread-safe and waits with a deadline; none blocks forever. Creating one sets
+// SIGPIPE to be ignored in the process (see DeviceClient).
 #pragma once
 
 #include <chrono>

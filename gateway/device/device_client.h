@@ -5,6 +5,9 @@
 // the client (send, disconnect) but must not destroy it; owners destroy clients outside
 // handlers or through EventLoop::deferDelete.
 //
+// Writes go through OpenSSL's socket BIO: the application must ignore SIGPIPE (BlockingDevice
+// does this for its users), or a gateway that resets the connection kills the process.
+//
 // Keepalive follows the gateway's WELCOME: the device pings after that many seconds of
 // silence and drops the link after 1.5 times as long. With `reconnect` set, every drop,
 // including one right after connecting, is followed by a reconnect after an exponential

@@ -28,7 +28,7 @@ EventLoop::EventLoop() : now_(Clock::now()) {
 }
 
 EventLoop::~EventLoop() {
-  deferred_.clear();
+  while (!deferred_.empty()) releaseDeferred();
   if (wakeFd_ >= 0) ::close(wakeFd_);
   if (epollFd_ >= 0) ::close(epollFd_);
 }
@@ -65,6 +65,10 @@ EventLoop::TimerId EventLoop::runEvery(std::chrono::milliseconds interval, Callb
 }
 
 void EventLoop::cancel(TimerId id) {
+  if (id == runningTimer_) {
+    runningTimerCancelled_ = true;
+    return;
+  }
   for (auto it = timers_.begin(); it != timers_.end(); ++it) {
     if (it->second.id == id) {
       timers_.erase(it);
@@ -106,8 +110,11 @@ void EventLoop::runDueTimers() {
   while (!timers_.empty() && timers_.begin()->first <= now_) {
     auto node = timers_.extract(timers_.begin());
     Timer& timer = node.mapped();
+    runningTimer_ = timer.id;
+    runningTimerCancelled_ = false;
     timer.cb();
-    if (timer.interval.count() > 0) {
+    runningTimer_ = 0;
+    if (timer.interval.count() > 0 && !runningTimerCancelled_) {
       node.key() = now_ + timer.interval;
       timers_.insert(std::move(node));
     }
@@ -143,10 +150,16 @@ void EventLoop::run() {
     }
     runPosted();
     runDueTimers();
-    deferred_.clear();
+    releaseDeferred();
   }
   runPosted();
-  deferred_.clear();
+  releaseDeferred();
+}
+
+void EventLoop::releaseDeferred() {
+  // A destructor may defer more deletions; those wait for the next pass.
+  std::vector<std::shared_ptr<void>> dying;
+  dying.swap(deferred_);
 }
 
 }  // namespace impgate::net

@@ -78,6 +78,7 @@ class EventLoop {
 
   void runDueTimers();
   void runPosted();
+  void releaseDeferred();
   int nextTimeoutMs() const;
   TimerId addTimer(Clock::time_point when, std::chrono::milliseconds interval, Callback cb);
 
@@ -88,6 +89,10 @@ class EventLoop {
 
   std::multimap<Clock::time_point, Timer> timers_;
   TimerId nextTimerId_ = 1;
+  // The timer whose callback is running (it is out of timers_ meanwhile), so that it can
+  // cancel itself.
+  TimerId runningTimer_ = 0;
+  bool runningTimerCancelled_ = false;
 
   std::mutex postedMutex_;
   std::vector<Callback> posted_;

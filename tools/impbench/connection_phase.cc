@@ -17,6 +17,9 @@ using Seconds = StepRunner::Seconds;
 constexpr milliseconds kQuietFirst{1000};
 constexpr milliseconds kQuietBetween{500};
 constexpr milliseconds kSettle{300};
+constexpr Seconds kQuietWindow{0.2};
+constexpr double kQuietShare = 0.03;
+constexpr milliseconds kQuietGiveUp{30000};
 // Past the time the ramp needs, a wave gets a minute, plus time for a server that completes
 // only 50 connections a second: a saturated machine is reported, not mistaken for a hang.
 constexpr milliseconds kWaveSlack{60000};
@@ -34,12 +37,12 @@ class Phase {
       : runner_(loop), server_(server), clients_(clients), options_(options), out_(out) {}
 
   std::string run() {
-    addQuiet("quiet", kQuietFirst, [this] { return takeSample(base_); });
+    addQuiet("quiet", kQuietFirst, [this] { takeSample(base_); });
     addWave("full wave", out_.full);
     addIdle();
     addLeave();
     if (options_.resumedWave) {
-      addQuiet("quiet", kQuietBetween, nullptr);
+      addQuiet("quiet after leaving", kQuietBetween, nullptr);
       addWave("resumed wave", out_.resumed);
       addLeave();
     }
@@ -57,13 +60,49 @@ class Phase {
     return true;
   }
 
-  void addQuiet(const std::string& name, milliseconds length, std::function<bool()> atEnd) {
+  // Waits at least `minimum`, then until the server (and its bus) use less than kQuietShare of
+  // a core over a kQuietWindow: work a step set off, such as impgate's presence publishes after
+  // every device left, is finished before the next measurement starts. Gives up waiting (with
+  // a note) after kQuietGiveUp; a busy co-tenant does not matter, only the measured processes.
+  void addQuiet(const std::string& name, milliseconds minimum, std::function<void()> atEnd) {
     runner_.add(
-        {name, length + milliseconds(10000), nullptr, [this, length, atEnd](Seconds elapsed) {
-           if (elapsed < length) return false;
+        {name, minimum + kQuietGiveUp + milliseconds(10000), [this] { quietMarkAt_.reset(); },
+         [this, name, minimum, atEnd](Seconds elapsed) {
+           auto now = cpuOfMeasured();
+           if (!now) return false;
+           if (!quietMarkAt_) {
+             quietMark_ = *now;
+             quietMarkAt_ = elapsed;
+             return false;
+           }
+           Seconds window = elapsed - *quietMarkAt_;
+           if (window < kQuietWindow) return false;
+           auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(window * kQuietShare);
+           bool quiet =
+               now->first - quietMark_.first < limit && now->second - quietMark_.second < limit;
+           quietMark_ = *now;
+           quietMarkAt_ = elapsed;
+           if (elapsed < minimum) return false;
+           if (!quiet && elapsed < minimum + kQuietGiveUp) return false;
+           if (!quiet) {
+             progress("%s %s: still busy after %.0f s, going on", options_.label.c_str(),
+                      name.c_str(), elapsed.count());
+           }
            if (atEnd) atEnd();
            return true;
          }});
+  }
+
+  // CPU so far of the server and of its bus (zero without one); nullopt (and the run fails)
+  // when the server is gone.
+  std::optional<std::pair<std::chrono::nanoseconds, std::chrono::nanoseconds>> cpuOfMeasured() {
+    ProcessSample server;
+    if (!takeSample(server)) return std::nullopt;
+    std::chrono::nanoseconds bus{0};
+    if (options_.bus > 0) {
+      if (auto b = sampleProcess(options_.bus)) bus = b->cpu;
+    }
+    return std::make_pair(server.cpu, bus);
   }
 
   void addWave(const std::string& name, std::optional<HandshakeFigures>& figures) {
@@ -100,25 +139,21 @@ class Phase {
            }
            return settled;
          }});
-    runner_.add({"settle after " + name, kSettle + milliseconds(10000), nullptr,
-                 [this, &figures](Seconds elapsed) {
-                   if (elapsed < kSettle) return false;
-                   ProcessSample end;
-                   if (!takeSample(end)) return false;
-                   copyCounts(clients_.counts(), *figures);
-                   figures->serverCpuSeconds = Seconds(end.cpu - waveStart_.cpu).count();
-                   figures->serverCpuTickSeconds =
-                       ticksToSeconds(end.cpuTicks - waveStart_.cpuTicks);
-                   figures->serverMainThreadCpuSeconds =
-                       Seconds(end.mainThreadCpu - waveStart_.mainThreadCpu).count();
-                   if (options_.bus > 0) {
-                     auto busEnd = sampleProcess(options_.bus);
-                     if (busAtWaveStart_ && busEnd) {
-                       figures->busCpuSeconds = Seconds(busEnd->cpu - busAtWaveStart_->cpu).count();
-                     }
-                   }
-                   return true;
-                 }});
+    addQuiet("settle after " + name, kSettle, [this, &figures] {
+      ProcessSample end;
+      if (!takeSample(end)) return;
+      copyCounts(clients_.counts(), *figures);
+      figures->serverCpuSeconds = Seconds(end.cpu - waveStart_.cpu).count();
+      figures->serverCpuTickSeconds = ticksToSeconds(end.cpuTicks - waveStart_.cpuTicks);
+      figures->serverMainThreadCpuSeconds =
+          Seconds(end.mainThreadCpu - waveStart_.mainThreadCpu).count();
+      if (options_.bus > 0) {
+        auto busEnd = sampleProcess(options_.bus);
+        if (busAtWaveStart_ && busEnd) {
+          figures->busCpuSeconds = Seconds(busEnd->cpu - busAtWaveStart_->cpu).count();
+        }
+      }
+    });
   }
 
   void addIdle() {
@@ -175,6 +210,8 @@ class Phase {
   ProcessSample base_;
   ProcessSample waveStart_;
   std::optional<ProcessSample> busAtWaveStart_;
+  std::pair<std::chrono::nanoseconds, std::chrono::nanoseconds> quietMark_;
+  std::optional<Seconds> quietMarkAt_;
   ProcessSample idleStart_;
   Seconds lastProgress_{0};
   Seconds lastFdPoll_{0};

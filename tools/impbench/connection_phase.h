@@ -2,15 +2,18 @@
 // of clients into ServerFigures. impgate and the mosquitto baseline go through the same steps,
 // so their figures are measured the same way:
 //
-//   quiet 1 s           the freshly started server settles; its RSS and fds are the baseline
-//   full wave           every client connects at the paced rate; the server's CPU is sampled
-//   settle 0.3 s          before the first connect and after the wave settled plus this pause
-//   idle                every connection idle; the RSS then, minus the baseline, per connection
-//   leave               every client leaves cleanly; waits until the server has closed them all
-//   quiet 0.5 s
-//   resumed wave        the same clients connect again, offering their TLS session tickets
-//   settle 0.3 s
-//   leave
+//   quiet           >= 1 s, until the server (and its bus) are idle; RSS and fds: the baseline
+//   full wave       every client connects at the paced rate
+//   settle          >= 0.3 s, until the server is idle again; its CPU from the start of the
+//                   wave to here, divided by the connections made, is the cost per handshake
+//   idle            every connection idle for --idle-seconds; RSS minus the baseline, divided
+//                   by the connections, is the memory per idle connection
+//   leave           every client leaves cleanly; waits until the server has closed them all
+//   quiet           >= 0.5 s, until what leaving set off (presence, unsubscribes) is done
+//   resumed wave    the same clients connect again, offering their TLS session tickets
+//   settle, leave
+//
+// "Idle" means using less than 3 % of a core over 200 ms; only the measured processes count.
 #pragma once
 
 #include <sys/types.h>

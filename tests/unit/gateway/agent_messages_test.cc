@@ -151,14 +151,9 @@ TEST_CASE("an agent message for a device not on this node is counted and dropped
   CHECK(h.onLoop([&] { return h.bus().calls.empty(); }));
 }
 
-// BUG (gateway/core/device_session.cc, DeviceSession::deliver): when sending the MSG overflows
-// the output buffer, write() fails the session (closeNow publishes "failed" receipts for
-// pending_ only) and deliver() then skips pending_.push_back because the state is no longer
-// kOnline. The message that tipped the buffer over was accepted for an online device but never
-// gets a receipt, so its agent waits forever. topics.md: "failed (the device disconnected before
-// acknowledging)".
-TEST_CASE("the agent message that overflows a device's output buffer gets a failed receipt",
-          "[!mayfail]") {
+// The message whose MSG overflows the output buffer closes the session; it was accepted for an
+// online device, so it must get a receipt like every other pending one.
+TEST_CASE("the agent message that overflows a device's output buffer gets a failed receipt") {
   GatewayHarness h([](gateway::GatewayConfig& c) {
     c.maxOutputBuffer = 64 * 1024;
     c.maxPendingDeliveries = 1000;
