@@ -20,6 +20,7 @@ while [ $# -gt 0 ]; do
 done
 
 tools/install-deps.sh
+echo "demo: building (the first build takes a few minutes)" >&2
 tools/build.sh release >/dev/null
 bin="$root/build"
 export IMPGATE_HOME="${IMPGATE_HOME:-$root/.impgate}"

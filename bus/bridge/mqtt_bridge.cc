@@ -38,6 +38,17 @@ MqttBridge::MqttBridge(net::EventLoop& loop, MqttBridgeOptions options,
 MqttBridge::~MqttBridge() {
   alive_->store(false);
   if (retryTimer_) loop_.cancel(retryTimer_);
+  // Paho's threads may still call on_success / on_failure on this object until the client is
+  // gone: destroy it first, while every member is still alive.
+  if (client_) {
+    try {
+      client_->disable_callbacks();
+      if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(1));
+    } catch (const mqtt::exception&) {
+      // Shutting down anyway.
+    }
+    client_.reset();
+  }
 }
 
 bool MqttBridge::start(std::string& error) {
@@ -60,6 +71,13 @@ bool MqttBridge::start(std::string& error) {
   client_->set_connection_lost_handler([this, alive](const std::string& cause) {
     loop_.post([this, alive, cause] {
       if (*alive) onConnectionLost(cause);
+    });
+  });
+  // A DISCONNECT sent by the broker (session takeover, administrative kick, server shutdown)
+  // is reported here and not as a lost connection.
+  client_->set_disconnected_handler([this, alive](const mqtt::properties&, mqtt::ReasonCode rc) {
+    loop_.post([this, alive, rc] {
+      if (*alive) onConnectionLost("broker sent DISCONNECT, reason " + std::to_string(static_cast<int>(rc)));
     });
   });
   client_->set_message_callback([this, alive](mqtt::const_message_ptr msg) {
@@ -123,7 +141,8 @@ void MqttBridge::on_failure(const mqtt::token& tok) {
     // The first connect is not retried by Paho's automatic reconnect: retry it ourselves.
     int rc = tok.get_return_code();
     loop_.post([this, alive, rc] {
-      if (!*alive || stopping_ || client_->is_connected()) return;
+      // After the first connect, Paho's automatic reconnect owns retrying (with its backoff).
+      if (!*alive || stopping_ || everConnected_ || client_->is_connected()) return;
       log::warn(kComp, "cannot reach broker, retrying",
                 {{"broker", options_.brokerUri}, {"rc", rc}});
       if (!retryTimer_) {
@@ -140,8 +159,10 @@ void MqttBridge::on_failure(const mqtt::token& tok) {
 }
 
 void MqttBridge::onConnected() {
-  bool wasConnected = connected_.exchange(true);
-  if (wasConnected) return;
+  // Paho reports every real (re)connect here. The session is clean, so whatever the broker
+  // knew of this node is gone: subscribe and announce again every time.
+  connected_.store(true);
+  everConnected_ = true;
   log::info(kComp, "connected to broker", {{"broker", options_.brokerUri}});
   resubscribeAll();
   publishNodeState(lastDeviceCount_);
@@ -156,6 +177,11 @@ void MqttBridge::onConnectionLost(const std::string& cause) {
 }
 
 void MqttBridge::onMessage(mqtt::const_message_ptr msg) {
+  if (msg->is_retained()) {
+    // A retained command would run again on every (re)subscribe: agents must not retain them.
+    log::warn(kComp, "ignoring retained agent message", {{"topic", msg->get_topic()}});
+    return;
+  }
   auto parsed = topics_.parse(msg->get_topic());
   if (!parsed || parsed->kind != TopicScheme::Kind::kDeviceIn) {
     log::warn(kComp, "ignoring message on unexpected topic", {{"topic", msg->get_topic()}});

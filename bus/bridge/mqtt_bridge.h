@@ -80,6 +80,8 @@ class MqttBridge final : public DeviceBus, private mqtt::iaction_listener {
   MqttBridgeOptions options_;
   DeviceBusListener& listener_;
   TopicScheme topics_;
+  // Declared before client_, so it outlives the client even without the destructor's reset.
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
   std::unique_ptr<mqtt::async_client> client_;
   std::unordered_set<std::string> devices_;  // subscriptions to restore after a reconnect
   std::string topicScratch_;                 // reused for every device message topic
@@ -87,8 +89,7 @@ class MqttBridge final : public DeviceBus, private mqtt::iaction_listener {
   std::size_t lastDeviceCount_ = 0;
   net::EventLoop::TimerId retryTimer_ = 0;
   bool stopping_ = false;
-  // Paho callbacks may still be queued when the bridge goes away; they check this flag.
-  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
+  bool everConnected_ = false;
   std::atomic<bool> connected_{false};
 };
 

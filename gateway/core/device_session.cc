@@ -192,7 +192,7 @@ void DeviceSession::handleHello(const protocol::Hello& hello) {
     return;
   }
   codeId_.assign(hello.codeId);
-  epochMs_ = gateway_.wallMs();
+  epochMs_ = gateway_.nextEpochMs();
   state_ = State::kOnline;
   gateway_.onDeviceOnline(*this);
   if (state_ != State::kOnline) return;
@@ -225,6 +225,7 @@ void DeviceSession::onPublished(uint32_t messageId, bool ackWanted, bool ok) {
   }
   if (readPaused_ && inflightPublishes_ <= gateway_.config().maxInflightPublishes / 2) {
     readPaused_ = false;
+    lastReceived_ = gateway_.nowSeconds();  // the keepalive clock restarts with reading
     updateInterest();
     readAvailable();
   }
@@ -239,9 +240,11 @@ void DeviceSession::deliver(const bus::AgentMessage& message) {
   PendingDelivery d{nextOutgoingId_++, ++deliverySeq_, message.event, message.correlation};
   if (nextOutgoingId_ == 0) nextOutgoingId_ = 1;
   bool ackWanted = message.qos > 0;
-  if (ackWanted && pending_.size() >= gateway_.config().maxPendingDeliveries) {
+  // A frame over the device's limit would make the device hang up; refuse it here instead.
+  bool tooLarge = message.payload.size() > protocol::kMaxPayload;
+  if (tooLarge || (ackWanted && pending_.size() >= gateway_.config().maxPendingDeliveries)) {
     stats.messagesUndeliverable.inc();
-    publishReceipt(d, "rejected");
+    if (ackWanted) publishReceipt(d, "rejected");
     return;
   }
   auto payload = std::span<const uint8_t>(
@@ -258,7 +261,10 @@ void DeviceSession::handleAck(const protocol::Ack& ack) {
     if (it->id != ack.id) continue;
     bool delivered = ack.status == protocol::AckStatus::kOk;
     if (delivered) gateway_.stats().messagesDelivered.inc();
-    publishReceipt(*it, delivered ? "delivered" : "rejected");
+    // kFailed means a retry may work; kRejected that it will not.
+    publishReceipt(*it, delivered                                      ? "delivered"
+                        : ack.status == protocol::AckStatus::kRejected ? "rejected"
+                                                                       : "failed");
     pending_.erase(it);
     if (pending_.empty()) pending_.shrink_to_fit();
     return;
@@ -335,7 +341,8 @@ void DeviceSession::sweep(uint32_t now) {
     }
     return;
   }
-  if (state_ != State::kOnline) return;
+  // A paused device is silent because we stopped reading it, not because it is gone.
+  if (state_ != State::kOnline || readPaused_) return;
   auto keepalive = static_cast<uint32_t>(cfg.keepalive.count());
   uint32_t silent = now - lastReceived_;
   if (silent * 2 >= keepalive * 3) {

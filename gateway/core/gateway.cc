@@ -33,6 +33,7 @@ Gateway::Gateway(net::EventLoop& loop, const GatewayConfig& config, const net::T
 
 Gateway::~Gateway() {
   if (sweepTimer_) loop_.cancel(sweepTimer_);
+  if (acceptRetryTimer_) loop_.cancel(acceptRetryTimer_);
   if (listenFd_ >= 0) {
     loop_.unwatch(listenFd_);
     ::close(listenFd_);
@@ -48,6 +49,11 @@ uint64_t Gateway::wallMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count());
+}
+
+uint64_t Gateway::nextEpochMs() {
+  lastEpochMs_ = std::max(wallMs(), lastEpochMs_ + 1);
+  return lastEpochMs_;
 }
 
 bool Gateway::start(std::string& error) {
@@ -70,9 +76,15 @@ void Gateway::acceptAll() {
     int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      // EMFILE and friends: log and let the next readiness event retry.
+      // Out of descriptors or memory: the listener stays readable, so stop watching it for a
+      // moment instead of spinning, and count it once per pause.
       stats_.count(ErrorReason::kIoError);
-      log::error(kComp, "accept failed", {{"error", std::strerror(errno)}});
+      log::error(kComp, "accept failed, pausing accepts for 200 ms", {{"error", std::strerror(errno)}});
+      loop_.unwatch(listenFd_);
+      acceptRetryTimer_ = loop_.runAfter(std::chrono::milliseconds(200), [this] {
+        acceptRetryTimer_ = 0;
+        if (listenFd_ >= 0) loop_.watch(listenFd_, EPOLLIN, this);
+      });
       return;
     }
     if (sessions_.size() >= config_.maxConnections) {

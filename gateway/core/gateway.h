@@ -53,6 +53,9 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener {
   std::vector<uint8_t>& frameScratch() { return frameScratch_; }
   uint32_t nowSeconds() const;
   static uint64_t wallMs();
+  // Session epochs: wall-clock milliseconds, but strictly increasing on this node even if the
+  // clock steps back, so a newer session always orders after an older one.
+  uint64_t nextEpochMs();
   // A session finished HELLO: it becomes the device's session, replacing an older one.
   void onDeviceOnline(DeviceSession& session);
   // A session closed: release it after this reactor pass.
@@ -80,6 +83,8 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener {
   net::EventLoop::TimerId sweepTimer_ = 0;
   std::size_t lastAnnouncedDevices_ = SIZE_MAX;
   uint32_t lastAnnounceAt_ = 0;
+  uint64_t lastEpochMs_ = 0;
+  net::EventLoop::TimerId acceptRetryTimer_ = 0;
 
   std::unordered_map<uint32_t, std::unique_ptr<DeviceSession>> sessions_;
   std::unordered_map<std::string, DeviceSession*> devices_;  // online sessions by device id

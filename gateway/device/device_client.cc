@@ -59,6 +59,11 @@ DeviceClient::~DeviceClient() {
 }
 
 void DeviceClient::connect() {
+  if (fd_ >= 0) return;  // already connecting or connected
+  if (reconnectTimer_) {
+    loop_.cancel(reconnectTimer_);
+    reconnectTimer_ = 0;
+  }
   if (!tickTimer_) tickTimer_ = loop_.runEvery(std::chrono::seconds(1), [this] { tick(); });
   startConnect();
 }
@@ -77,6 +82,8 @@ void DeviceClient::startConnect() {
     return;
   }
   ++connects_;
+  // A fresh reader per connection; never replaced while it is delivering frames.
+  reader_ = protocol::FrameReader(protocol::kDefaultMaxFrame);
   state_ = State::kConnecting;
   stateSince_ = loop_.now();
   interest_ = EPOLLOUT;
@@ -190,6 +197,7 @@ bool DeviceClient::handleFrame(uint8_t type, std::span<const uint8_t> body) {
     if (handlers_.onOnline) handlers_.onOnline(*welcome);
   } else if (auto* msg = std::get_if<protocol::Msg>(&frame)) {
     if (msg->ackWanted) sendFrame(protocol::Ack{msg->id, protocol::AckStatus::kOk});
+    if (fd_ < 0) return false;  // the ACK failed and dropped the link: the body is gone too
     if (handlers_.onMessage) handlers_.onMessage(msg->event, msg->payload);
   } else if (auto* ack = std::get_if<protocol::Ack>(&frame)) {
     if (handlers_.onAck) handlers_.onAck(ack->id, ack->status);
@@ -319,7 +327,6 @@ void DeviceClient::drop(const std::string& reason, bool sendBye) {
   interest_ = 0;
   output_.clear();
   output_.shrink_to_fit();
-  reader_ = protocol::FrameReader(protocol::kDefaultMaxFrame);
   pingOutstanding_ = false;
   bool wasActive = state_ != State::kIdle && state_ != State::kWaiting;
   // Backoff restarts only after a link that lasted: a device dropped right after connecting

@@ -94,6 +94,7 @@ void measureImpgate(const ConnectionBenchOptions& options, const BenchFleet& fle
   if (!out.error.empty()) out.error += "\nimpgate log:\n" + impgate->logTail();
   progress("stopping impgate and its bus");
   impgate->stop();
+  progress("impgate stopped");
   bus->stop();
 }
 
@@ -191,6 +192,7 @@ BenchReport runConnectionBench(const ConnectionBenchOptions& options) {
              options.opensslIterations);
     runOpensslHandshakeBench(*fleet, options.opensslIterations, report.openssl);
   }
+  progress("done; removing the temp dir");
   if (interrupted() && report.error.empty()) report.error = "interrupted";
   return finish();
 }

@@ -87,6 +87,9 @@ class Phase {
            if (!quiet) {
              progress("%s %s: still busy after %.0f s, going on", options_.label.c_str(),
                       name.c_str(), elapsed.count());
+           } else if (elapsed > minimum + kQuietWindow * 2) {
+             progress("%s %s: idle after %.1f s", options_.label.c_str(), name.c_str(),
+                      elapsed.count());
            }
            if (atEnd) atEnd();
            return true;
