@@ -89,11 +89,21 @@ std::string TopicScheme::deviceLog(std::string_view id) const {
 std::string TopicScheme::nodeState(std::string_view node) const {
   return build([&](std::string& o) { nodeState(o, node); });
 }
-std::string TopicScheme::deviceInFilter(std::string_view id) const { return deviceIn(id, "+"); }
-std::string TopicScheme::allDeviceOut() const { return deviceOut("+", "+"); }
-std::string TopicScheme::allDeviceState() const { return deviceState("+"); }
-std::string TopicScheme::allDeviceAck() const { return deviceAck("+"); }
-std::string TopicScheme::allDeviceLog() const { return deviceLog("+"); }
+std::string TopicScheme::deviceInFilter(std::string_view id) const {
+  return deviceIn(id, "+");
+}
+std::string TopicScheme::allDeviceOut() const {
+  return deviceOut("+", "+");
+}
+std::string TopicScheme::allDeviceState() const {
+  return deviceState("+");
+}
+std::string TopicScheme::allDeviceAck() const {
+  return deviceAck("+");
+}
+std::string TopicScheme::allDeviceLog() const {
+  return deviceLog("+");
+}
 
 std::optional<TopicScheme::Parsed> TopicScheme::parse(std::string_view topic) const {
   if (topic.size() <= prefix_.size() || topic.substr(0, prefix_.size()) != prefix_ ||

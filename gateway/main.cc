@@ -67,13 +67,15 @@ int main(int argc, char** argv) {
   std::string configFile;
   std::map<std::string, std::string> flags;
 
-  CLI::App app{"impgate: the imp gateway. Devices connect over mutual TLS; their messages are "
-               "bridged onto an MQTT broker where agents subscribe."};
+  CLI::App app{
+      "impgate: the imp gateway. Devices connect over mutual TLS; their messages are "
+      "bridged onto an MQTT broker where agents subscribe."};
   app.add_option("--config", configFile, "Config file of `key = value` lines");
   // Every setting is also a flag; flags override the config file.
   const std::vector<std::pair<std::string, std::string>> settings = {
       {"home", "impgate home (CA, gateway credentials); default $IMPGATE_HOME or ./.impgate"},
-      {"broker", "MQTT broker URI: tcp://HOST:PORT or ssl://HOST:PORT (default tcp://127.0.0.1:1883)"},
+      {"broker",
+       "MQTT broker URI: tcp://HOST:PORT or ssl://HOST:PORT (default tcp://127.0.0.1:1883)"},
       {"listen", "Device listener HOST:PORT (default 0.0.0.0:31314)"},
       {"node", "Node name (default: host name)"},
       {"metrics", "Prometheus endpoint HOST:PORT, or 'off' (default 127.0.0.1:9464)"},
@@ -134,7 +136,8 @@ int main(int argc, char** argv) {
   net::TlsServerOptions tlsOptions;
   tlsOptions.certFile = config.tlsCert.empty() ? home.gatewayCert().string() : config.tlsCert;
   tlsOptions.keyFile = config.tlsKey.empty() ? home.gatewayKey().string() : config.tlsKey;
-  tlsOptions.clientCaFile = config.tlsClientCa.empty() ? home.caCert().string() : config.tlsClientCa;
+  tlsOptions.clientCaFile =
+      config.tlsClientCa.empty() ? home.caCert().string() : config.tlsClientCa;
   tlsOptions.allowTls12 = config.allowTls12;
   std::string error;
   auto tls = net::TlsContext::server(tlsOptions, error);

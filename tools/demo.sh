@@ -42,6 +42,7 @@ cleanup() {
   done
   rm -rf "$run_dir"
   echo "demo: stopped" >&2
+  exit 0
 }
 trap cleanup INT TERM EXIT
 
@@ -79,7 +80,11 @@ if (exec 3<>/dev/tcp/127.0.0.1/$gw_port) 2>/dev/null; then gw_port=$(free_port);
 metrics_port=$(free_port)
 start gateway "$bin/gateway/impgate" --broker "$broker" --listen "127.0.0.1:$gw_port" \
   --metrics "127.0.0.1:$metrics_port" --node demo-node
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$gw_port) 2>/dev/null && break; sleep 0.1; done
+# Wait for the listener without connecting to it (a probe would show up as a failed handshake).
+for _ in $(seq 100); do
+  ss -Hltn "sport = :$gw_port" 2>/dev/null | grep -q . && break
+  sleep 0.1
+done
 
 start agent "$bin/bus/examples/impagent-echo" --broker "$broker"
 start device "$bin/tools/impdev/impdev" --gateway "127.0.0.1:$gw_port" --id demo-imp demo --every 2

@@ -10,7 +10,7 @@ packages=(
   mosquitto mosquitto-clients
   libsqlite3-dev sqlite3
   catch2 libcli11-dev nlohmann-json3-dev
-  clang-format curl jq python3
+  clang-format curl jq python3 iproute2
 )
 
 missing=()

@@ -17,10 +17,10 @@ namespace impgate::bus {
 struct Presence {
   bool online = false;
   std::string_view node;
-  std::string_view codeId;   // the code the device reported in HELLO
-  uint64_t sinceMs = 0;      // when this state began (wall clock)
-  uint64_t epochMs = 0;      // start of the session this state belongs to; orders states
-  std::string_view reason;   // why the device went offline (empty when online)
+  std::string_view codeId;  // the code the device reported in HELLO
+  uint64_t sinceMs = 0;     // when this state began (wall clock)
+  uint64_t epochMs = 0;     // start of the session this state belongs to; orders states
+  std::string_view reason;  // why the device went offline (empty when online)
 };
 
 // Published on <prefix>/dev/<id>/ack when the device acknowledged (or could not receive) an

@@ -22,15 +22,16 @@ std::string dumpJson(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-void* packToken(uint64_t token) { return reinterpret_cast<void*>(static_cast<uintptr_t>(token)); }
+void* packToken(uint64_t token) {
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(token));
+}
 uint64_t unpackToken(void* context) {
   return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(context));
 }
 
 }  // namespace
 
-MqttBridge::MqttBridge(net::EventLoop& loop, MqttBridgeOptions options,
-                       DeviceBusListener& listener)
+MqttBridge::MqttBridge(net::EventLoop& loop, MqttBridgeOptions options, DeviceBusListener& listener)
     : loop_(loop), options_(std::move(options)), listener_(listener), topics_(options_.prefix) {
   if (options_.clientId.empty()) options_.clientId = "impgate-" + options_.node;
 }
@@ -77,7 +78,8 @@ bool MqttBridge::start(std::string& error) {
   // is reported here and not as a lost connection.
   client_->set_disconnected_handler([this, alive](const mqtt::properties&, mqtt::ReasonCode rc) {
     loop_.post([this, alive, rc] {
-      if (*alive) onConnectionLost("broker sent DISCONNECT, reason " + std::to_string(static_cast<int>(rc)));
+      if (*alive)
+        onConnectionLost("broker sent DISCONNECT, reason " + std::to_string(static_cast<int>(rc)));
     });
   });
   client_->set_message_callback([this, alive](mqtt::const_message_ptr msg) {
@@ -120,7 +122,8 @@ void MqttBridge::connectNow() {
   try {
     client_->connect(b.finalize(), nullptr, *this);
   } catch (const mqtt::exception& e) {
-    log::warn(kComp, "broker connect failed", {{"broker", options_.brokerUri}, {"error", e.what()}});
+    log::warn(kComp, "broker connect failed",
+              {{"broker", options_.brokerUri}, {"error", e.what()}});
     retryTimer_ = loop_.runAfter(std::chrono::seconds(2), [this] { connectNow(); });
   }
 }
@@ -239,8 +242,8 @@ void MqttBridge::publishDeviceMessage(std::string_view device, std::string_view 
     if (token == 0) {
       client_->publish(topicScratch_, payload.data(), payload.size(), kQos, false);
     } else {
-      client_->publish(topicScratch_, payload.data(), payload.size(), kQos, false,
-                       packToken(token), *this);
+      client_->publish(topicScratch_, payload.data(), payload.size(), kQos, false, packToken(token),
+                       *this);
     }
   } catch (const mqtt::exception& e) {
     // Typically the offline buffer is full: the device hears of it through a failed ACK.
@@ -272,8 +275,8 @@ void MqttBridge::publishLog(std::string_view device, std::string_view level,
 }
 
 void MqttBridge::publishReceipt(std::string_view device, const Receipt& r) {
-  nlohmann::json j = {{"event", r.event},   {"seq", r.seq}, {"status", r.status},
-                      {"node", r.node},     {"ts", wallMs()}};
+  nlohmann::json j = {
+      {"event", r.event}, {"seq", r.seq}, {"status", r.status}, {"node", r.node}, {"ts", wallMs()}};
   mqtt::properties props;
   if (!r.correlation.empty()) {
     j["corr"] = r.correlation;
@@ -330,8 +333,8 @@ void MqttBridge::stop(std::chrono::milliseconds timeout) {
   try {
     if (client_->is_connected()) {
       std::string offline = nodeStateJson(false, 0);
-      auto tok = client_->publish(topics_.nodeState(options_.node), offline.data(),
-                                  offline.size(), kQos, true);
+      auto tok = client_->publish(topics_.nodeState(options_.node), offline.data(), offline.size(),
+                                  kQos, true);
       tok->wait_for(timeout);
       client_->disconnect()->wait_for(timeout);
     }

@@ -26,7 +26,7 @@ namespace impgate::bus {
 
 struct MqttBridgeOptions {
   std::string brokerUri = "tcp://127.0.0.1:1883";  // tcp://, mqtt://, ssl:// or mqtts://
-  std::string clientId;                              // defaults to "impgate-<node>"
+  std::string clientId;                            // defaults to "impgate-<node>"
   std::string username;
   std::string password;
   std::string caFile;    // verifies an ssl:// broker; empty = system trust store
@@ -53,8 +53,7 @@ class MqttBridge final : public DeviceBus, private mqtt::iaction_listener {
   void publishDeviceMessage(std::string_view device, std::string_view event,
                             std::span<const uint8_t> payload, uint64_t token) override;
   void publishPresence(std::string_view device, const Presence& presence) override;
-  void publishLog(std::string_view device, std::string_view level,
-                  std::string_view text) override;
+  void publishLog(std::string_view device, std::string_view level, std::string_view text) override;
   void publishReceipt(std::string_view device, const Receipt& receipt) override;
   void publishNodeState(std::size_t devices) override;
   void subscribeDevice(std::string_view device) override;

@@ -24,10 +24,14 @@ std::atomic<Level>& currentLevel() {
 
 const char* levelName(Level l) {
   switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
   }
   return "info";
 }
@@ -60,15 +64,24 @@ void appendValue(std::string& out, std::string_view v) {
 
 }  // namespace
 
-void setLevel(Level l) { currentLevel().store(l); }
-Level level() { return currentLevel().load(std::memory_order_relaxed); }
+void setLevel(Level l) {
+  currentLevel().store(l);
+}
+Level level() {
+  return currentLevel().load(std::memory_order_relaxed);
+}
 
 bool parseLevel(std::string_view text, Level& out) {
-  if (text == "debug") out = Level::kDebug;
-  else if (text == "info") out = Level::kInfo;
-  else if (text == "warn") out = Level::kWarn;
-  else if (text == "error") out = Level::kError;
-  else return false;
+  if (text == "debug")
+    out = Level::kDebug;
+  else if (text == "info")
+    out = Level::kInfo;
+  else if (text == "warn")
+    out = Level::kWarn;
+  else if (text == "error")
+    out = Level::kError;
+  else
+    return false;
   return true;
 }
 

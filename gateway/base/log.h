@@ -31,7 +31,8 @@ struct Field {
 void write(Level level, std::string_view component, std::string_view message,
            std::initializer_list<Field> fields = {});
 
-inline void debug(std::string_view comp, std::string_view msg, std::initializer_list<Field> f = {}) {
+inline void debug(std::string_view comp, std::string_view msg,
+                  std::initializer_list<Field> f = {}) {
   if (level() <= Level::kDebug) write(Level::kDebug, comp, msg, f);
 }
 inline void info(std::string_view comp, std::string_view msg, std::initializer_list<Field> f = {}) {
@@ -40,7 +41,8 @@ inline void info(std::string_view comp, std::string_view msg, std::initializer_l
 inline void warn(std::string_view comp, std::string_view msg, std::initializer_list<Field> f = {}) {
   write(Level::kWarn, comp, msg, f);
 }
-inline void error(std::string_view comp, std::string_view msg, std::initializer_list<Field> f = {}) {
+inline void error(std::string_view comp, std::string_view msg,
+                  std::initializer_list<Field> f = {}) {
   write(Level::kError, comp, msg, f);
 }
 

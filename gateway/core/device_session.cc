@@ -20,10 +20,14 @@ using protocol::ByeReason;
 
 ErrorReason errorFor(protocol::DecodeError e) {
   switch (e) {
-    case protocol::DecodeError::kTooLarge: return ErrorReason::kFrameTooLarge;
-    case protocol::DecodeError::kUnknownType: return ErrorReason::kUnknownFrame;
-    case protocol::DecodeError::kInvalidName: return ErrorReason::kInvalidName;
-    default: return ErrorReason::kMalformed;
+    case protocol::DecodeError::kTooLarge:
+      return ErrorReason::kFrameTooLarge;
+    case protocol::DecodeError::kUnknownType:
+      return ErrorReason::kUnknownFrame;
+    case protocol::DecodeError::kInvalidName:
+      return ErrorReason::kInvalidName;
+    default:
+      return ErrorReason::kMalformed;
   }
 }
 
@@ -196,10 +200,9 @@ void DeviceSession::handleHello(const protocol::Hello& hello) {
   state_ = State::kOnline;
   gateway_.onDeviceOnline(*this);
   if (state_ != State::kOnline) return;
-  protocol::Welcome welcome{protocol::kVersion,
-                            (static_cast<uint64_t>(connectionId_) << 32) ^ epochMs_,
-                            static_cast<uint16_t>(gateway_.config().keepalive.count()), epochMs_,
-                            gateway_.config().node};
+  protocol::Welcome welcome{
+      protocol::kVersion, (static_cast<uint64_t>(connectionId_) << 32) ^ epochMs_,
+      static_cast<uint16_t>(gateway_.config().keepalive.count()), epochMs_, gateway_.config().node};
   sendFrame(welcome);
 }
 
@@ -220,8 +223,8 @@ void DeviceSession::onPublished(uint32_t messageId, bool ackWanted, bool ok) {
   (ok ? gateway_.stats().messagesPublished : gateway_.stats().messagesPublishFailed).inc();
   if (state_ != State::kOnline) return;
   if (ackWanted) {
-    sendFrame(protocol::Ack{messageId, ok ? protocol::AckStatus::kOk
-                                          : protocol::AckStatus::kFailed});
+    sendFrame(
+        protocol::Ack{messageId, ok ? protocol::AckStatus::kOk : protocol::AckStatus::kFailed});
   }
   if (readPaused_ && inflightPublishes_ <= gateway_.config().maxInflightPublishes / 2) {
     readPaused_ = false;
@@ -247,8 +250,8 @@ void DeviceSession::deliver(const bus::AgentMessage& message) {
     if (ackWanted) publishReceipt(d, "rejected");
     return;
   }
-  auto payload = std::span<const uint8_t>(
-      reinterpret_cast<const uint8_t*>(message.payload.data()), message.payload.size());
+  auto payload = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(message.payload.data()),
+                                          message.payload.size());
   protocol::Msg frame{d.id, ackWanted, message.event, payload};
   // Pending before sending: if the send closes the session (output overflow), this message
   // gets its "failed" receipt with the others.
@@ -335,9 +338,9 @@ void DeviceSession::sweep(uint32_t now) {
   const GatewayConfig& cfg = gateway_.config();
   if (state_ == State::kHandshake || state_ == State::kAwaitHello) {
     if (now - createdAt_ >= static_cast<uint32_t>(cfg.handshakeTimeout.count())) {
-      fail(ErrorReason::kHandshakeTimeout, ByeReason::kProtocolError,
-           state_ == State::kHandshake ? "TLS handshake not completed in time"
-                                       : "no HELLO in time");
+      fail(
+          ErrorReason::kHandshakeTimeout, ByeReason::kProtocolError,
+          state_ == State::kHandshake ? "TLS handshake not completed in time" : "no HELLO in time");
     }
     return;
   }

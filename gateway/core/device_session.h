@@ -89,8 +89,8 @@ class DeviceSession final : public net::IoHandler {
   uint64_t epochMs_ = 0;
   uint64_t deliverySeq_ = 0;
   uint32_t connectionId_;
-  uint32_t createdAt_;      // gateway seconds
-  uint32_t lastReceived_;   // gateway seconds
+  uint32_t createdAt_;     // gateway seconds
+  uint32_t lastReceived_;  // gateway seconds
   uint32_t nextOutgoingId_ = 1;
   uint32_t inflightPublishes_ = 0;
   int fd_;

@@ -69,7 +69,9 @@ bool Gateway::start(std::string& error) {
   return true;
 }
 
-void Gateway::onIoEvents(uint32_t) { acceptAll(); }
+void Gateway::onIoEvents(uint32_t) {
+  acceptAll();
+}
 
 void Gateway::acceptAll() {
   for (int i = 0; i < kAcceptsPerEvent; ++i) {
@@ -79,7 +81,8 @@ void Gateway::acceptAll() {
       // Out of descriptors or memory: the listener stays readable, so stop watching it for a
       // moment instead of spinning, and count it once per pause.
       stats_.count(ErrorReason::kIoError);
-      log::error(kComp, "accept failed, pausing accepts for 200 ms", {{"error", std::strerror(errno)}});
+      log::error(kComp, "accept failed, pausing accepts for 200 ms",
+                 {{"error", std::strerror(errno)}});
       loop_.unwatch(listenFd_);
       acceptRetryTimer_ = loop_.runAfter(std::chrono::milliseconds(200), [this] {
         acceptRetryTimer_ = 0;
@@ -120,9 +123,10 @@ void Gateway::onDeviceOnline(DeviceSession& session) {
     bus_->subscribeDevice(session.deviceId());
   }
   stats_.devicesOnline.add();
-  bus_->publishPresence(session.deviceId(),
-                        bus::Presence{true, config_.node, session.codeId(), session.epochMs(),
-                                      session.epochMs(), {}});
+  bus_->publishPresence(
+      session.deviceId(),
+      bus::Presence{
+          true, config_.node, session.codeId(), session.epochMs(), session.epochMs(), {}});
   log::info(kComp, "device online",
             {{"device", session.deviceId()}, {"conn", session.connectionId()}});
 }
@@ -135,8 +139,9 @@ void Gateway::onSessionClosed(DeviceSession& session, bool wasOnline, std::strin
     if (it != devices_.end() && it->second == &session) {
       devices_.erase(it);
       bus_->unsubscribeDevice(session.deviceId());
-      bus_->publishPresence(session.deviceId(),
-                            bus::Presence{false, config_.node, {}, wallMs(), session.epochMs(), why});
+      bus_->publishPresence(
+          session.deviceId(),
+          bus::Presence{false, config_.node, {}, wallMs(), session.epochMs(), why});
     }
   }
   auto node = sessions_.extract(session.connectionId());
@@ -171,8 +176,10 @@ void Gateway::onBusConnection(bool connected) {
   if (connected) {
     // Presence may have been lost with the broker: announce every online device again.
     for (auto& [id, session] : devices_) {
-      bus_->publishPresence(id, bus::Presence{true, config_.node, session->codeId(),
-                                              session->epochMs(), session->epochMs(), {}});
+      bus_->publishPresence(
+          id,
+          bus::Presence{
+              true, config_.node, session->codeId(), session->epochMs(), session->epochMs(), {}});
     }
     lastAnnouncedDevices_ = SIZE_MAX;
   }

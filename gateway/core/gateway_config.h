@@ -14,8 +14,8 @@
 namespace impgate::gateway {
 
 struct GatewayConfig {
-  std::string home;                      // impgate home (CA, gateway credentials)
-  std::string listen = "0.0.0.0:31314";  // device listener
+  std::string home;                        // impgate home (CA, gateway credentials)
+  std::string listen = "0.0.0.0:31314";    // device listener
   std::string metrics = "127.0.0.1:9464";  // Prometheus endpoint; empty disables it
   std::string node;                        // node name; defaults to the host name
   bool reusePort = false;                  // SO_REUSEPORT: several processes share one port
@@ -38,13 +38,13 @@ struct GatewayConfig {
   bool allowTls12 = false;
 
   // Limits
-  std::chrono::seconds keepalive{60};          // the idle side pings after this much silence
-  std::chrono::seconds handshakeTimeout{10};   // TLS handshake + HELLO must finish within it
-  uint32_t maxFrame = 0;                       // 0 = protocol default
+  std::chrono::seconds keepalive{60};         // the idle side pings after this much silence
+  std::chrono::seconds handshakeTimeout{10};  // TLS handshake + HELLO must finish within it
+  uint32_t maxFrame = 0;                      // 0 = protocol default
   std::size_t maxConnections = 100000;
-  std::size_t maxInflightPublishes = 64;       // per device; reading pauses beyond it
-  std::size_t maxPendingDeliveries = 256;      // per device, agent messages awaiting ACK
-  std::size_t maxOutputBuffer = 1024 * 1024;   // per device, bytes not yet written
+  std::size_t maxInflightPublishes = 64;      // per device; reading pauses beyond it
+  std::size_t maxPendingDeliveries = 256;     // per device, agent messages awaiting ACK
+  std::size_t maxOutputBuffer = 1024 * 1024;  // per device, bytes not yet written
 
   std::string logLevel = "info";
 };

@@ -14,17 +14,17 @@ namespace impgate::gateway {
 
 // Why a connection was closed or refused; the label of impgate_errors_total.
 enum class ErrorReason : uint8_t {
-  kHandshakeFailed,     // TLS handshake error: foreign certificate, plain TCP, ...
-  kHandshakeTimeout,    // TLS + HELLO not finished in time (slowloris)
-  kBadIdentity,         // certificate without a usable device id
+  kHandshakeFailed,   // TLS handshake error: foreign certificate, plain TCP, ...
+  kHandshakeTimeout,  // TLS + HELLO not finished in time (slowloris)
+  kBadIdentity,       // certificate without a usable device id
   kFrameTooLarge,
   kUnknownFrame,
   kMalformed,
   kInvalidName,
   kUnsupportedVersion,
-  kProtocolError,       // a valid frame at the wrong time
+  kProtocolError,  // a valid frame at the wrong time
   kKeepaliveTimeout,
-  kOutputOverflow,      // the device did not read fast enough
+  kOutputOverflow,  // the device did not read fast enough
   kConnectionLimit,
   kIoError,
   kCount
@@ -51,7 +51,7 @@ struct GatewayStats {
   metrics::Counter& messagesDelivered;      // bus -> device, acknowledged by the device
   metrics::Counter& messagesUndeliverable;  // bus -> device, device gone or backlog full
   metrics::Counter& logsForwarded;
-  metrics::Counter& readPauses;             // backpressure: reading a device paused
+  metrics::Counter& readPauses;  // backpressure: reading a device paused
   metrics::Counter& busDisconnects;
   std::array<metrics::Counter*, static_cast<std::size_t>(ErrorReason::kCount)> errors{};
 

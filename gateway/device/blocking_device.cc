@@ -34,8 +34,8 @@ std::unique_ptr<BlockingDevice> BlockingDevice::create(const BlockingDeviceConfi
   handlers.onMessage = [self](std::string_view event, std::span<const uint8_t> payload) {
     std::lock_guard<std::mutex> lock(self->mutex_);
     self->inbox_.push_back(
-        {std::string(event), std::string(reinterpret_cast<const char*>(payload.data()),
-                                         payload.size())});
+        {std::string(event),
+         std::string(reinterpret_cast<const char*>(payload.data()), payload.size())});
     self->changed_.notify_all();
   };
   handlers.onAck = [self](uint32_t id, protocol::AckStatus status) {
@@ -80,14 +80,13 @@ bool BlockingDevice::connect(std::chrono::milliseconds timeout, std::string& err
 }
 
 std::optional<protocol::AckStatus> BlockingDevice::send(const std::string& event,
-                                                        const std::string& payload,
-                                                        bool ackWanted,
+                                                        const std::string& payload, bool ackWanted,
                                                         std::chrono::milliseconds timeout,
                                                         std::string& error) {
   uint32_t id = 0;
   SendError sent = call([&] {
-    auto bytes = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(payload.data()),
-                                          payload.size());
+    auto bytes =
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
     return client_->send(event, bytes, ackWanted, &id);
   });
   if (sent != SendError::kNone) {
@@ -117,8 +116,8 @@ bool BlockingDevice::log(protocol::LogLevel level, const std::string& text) {
 
 void BlockingDevice::writeRaw(std::string bytes) {
   call([&] {
-    client_->writeRaw(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                               bytes.size()));
+    client_->writeRaw(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
   });
 }
 

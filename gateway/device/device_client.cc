@@ -27,10 +27,14 @@ std::string hostPart(const std::string& hostPort) {
 
 std::string_view sendErrorName(SendError e) {
   switch (e) {
-    case SendError::kNone: return "ok";
-    case SendError::kNotConnected: return "not_connected";
-    case SendError::kInvalidEvent: return "invalid_event";
-    case SendError::kTooLarge: return "too_large";
+    case SendError::kNone:
+      return "ok";
+    case SendError::kNotConnected:
+      return "not_connected";
+    case SendError::kInvalidEvent:
+      return "invalid_event";
+    case SendError::kTooLarge:
+      return "too_large";
   }
   return "unknown";
 }
@@ -73,8 +77,7 @@ void DeviceClient::startConnect() {
   std::string error;
   if (!endpoint_) endpoint_ = net::parseEndpoint(options_.gateway, error);
   if (endpoint_) {
-    fd_ = net::connectNonBlocking(*endpoint_, options_.source ? &*options_.source : nullptr,
-                                  error);
+    fd_ = net::connectNonBlocking(*endpoint_, options_.source ? &*options_.source : nullptr, error);
   }
   if (!endpoint_ || fd_ < 0) {
     state_ = State::kConnecting;
@@ -286,8 +289,7 @@ void DeviceClient::flushOutput() {
 
 void DeviceClient::tick() {
   auto now = loop_.now();
-  if (state_ == State::kConnecting || state_ == State::kHandshake ||
-      state_ == State::kHelloSent) {
+  if (state_ == State::kConnecting || state_ == State::kHandshake || state_ == State::kHelloSent) {
     if (now - stateSince_ > options_.connectTimeout) drop("connect timeout", false);
     return;
   }
@@ -348,8 +350,8 @@ void DeviceClient::drop(const std::string& reason, bool sendBye) {
 void DeviceClient::scheduleReconnect() {
   // Exponential backoff with full jitter: a fleet that lost its node does not come back in
   // one wave.
-  backoff_ = backoff_.count() == 0 ? options_.backoffMin
-                                   : std::min(backoff_ * 2, options_.backoffMax);
+  backoff_ =
+      backoff_.count() == 0 ? options_.backoffMin : std::min(backoff_ * 2, options_.backoffMax);
   std::uniform_int_distribution<long> pick(0, backoff_.count());
   auto delay = std::chrono::milliseconds(pick(rng_));
   reconnectTimer_ = loop_.runAfter(delay, [this] { startConnect(); });

@@ -34,8 +34,7 @@ std::shared_ptr<DeviceCredentials> DeviceCredentials::load(const std::string& ce
   if (!cert || !key || X509_check_private_key(cert, key) != 1) {
     X509_free(cert);
     EVP_PKEY_free(key);
-    error = "device certificate and key are unreadable or do not match: " +
-            net::takeOpenSslError();
+    error = "device certificate and key are unreadable or do not match: " + net::takeOpenSslError();
     return nullptr;
   }
   return std::shared_ptr<DeviceCredentials>(new DeviceCredentials(cert, key));

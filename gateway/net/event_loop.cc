@@ -47,7 +47,9 @@ bool EventLoop::rewatch(int fd, uint32_t events, IoHandler* handler) {
   return ::epoll_ctl(epollFd_, EPOLL_CTL_MOD, fd, &ev) == 0;
 }
 
-void EventLoop::unwatch(int fd) { ::epoll_ctl(epollFd_, EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::unwatch(int fd) {
+  ::epoll_ctl(epollFd_, EPOLL_CTL_DEL, fd, nullptr);
+}
 
 EventLoop::TimerId EventLoop::addTimer(Clock::time_point when, std::chrono::milliseconds interval,
                                        Callback cb) {
@@ -134,8 +136,7 @@ void EventLoop::runPosted() {
 void EventLoop::run() {
   std::array<epoll_event, 256> events{};
   while (!stop_.load(std::memory_order_relaxed)) {
-    int n = ::epoll_wait(epollFd_, events.data(), static_cast<int>(events.size()),
-                         nextTimeoutMs());
+    int n = ::epoll_wait(epollFd_, events.data(), static_cast<int>(events.size()), nextTimeoutMs());
     now_ = Clock::now();
     if (n < 0 && errno != EINTR) break;
     for (int i = 0; i < n; ++i) {

@@ -12,7 +12,7 @@ void applyCommon(SSL_CTX* ctx, bool allowTls12) {
   SSL_CTX_set_min_proto_version(ctx, allowTls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
   // Idle connections give their record buffers back: the main per-connection memory saving.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                           SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 }
 
@@ -45,7 +45,9 @@ std::string takeOpenSslError() {
   return buf;
 }
 
-TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+TlsContext::~TlsContext() {
+  SSL_CTX_free(ctx_);
+}
 
 std::unique_ptr<TlsContext> TlsContext::server(const TlsServerOptions& options,
                                                std::string& error) {
@@ -93,8 +95,7 @@ std::unique_ptr<TlsContext> TlsContext::client(const TlsClientOptions& options,
     return nullptr;
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  if (!options.certFile.empty() &&
-      !loadKeyPair(ctx, options.certFile, options.keyFile, error)) {
+  if (!options.certFile.empty() && !loadKeyPair(ctx, options.certFile, options.keyFile, error)) {
     return nullptr;
   }
   // Sessions are kept by the caller (TlsTransport::takeSession), not in a context cache.

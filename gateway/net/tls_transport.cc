@@ -48,9 +48,12 @@ TlsTransport::~TlsTransport() {
 IoStatus TlsTransport::classify(int ret) {
   int err = SSL_get_error(ssl_, ret);
   switch (err) {
-    case SSL_ERROR_WANT_READ: return IoStatus::kWantRead;
-    case SSL_ERROR_WANT_WRITE: return IoStatus::kWantWrite;
-    case SSL_ERROR_ZERO_RETURN: return IoStatus::kClosed;
+    case SSL_ERROR_WANT_READ:
+      return IoStatus::kWantRead;
+    case SSL_ERROR_WANT_WRITE:
+      return IoStatus::kWantWrite;
+    case SSL_ERROR_ZERO_RETURN:
+      return IoStatus::kClosed;
     case SSL_ERROR_SYSCALL:
       // With OpenSSL 3 an unexpected EOF is reported as SSL_ERROR_SSL; errno-level failures
       // land here.
@@ -103,7 +106,9 @@ std::string TlsTransport::peerIdentity() const {
   return pki::deviceIdFromCertificate(cert).value_or(std::string{});
 }
 
-bool TlsTransport::resumed() const { return SSL_session_reused(ssl_) == 1; }
+bool TlsTransport::resumed() const {
+  return SSL_session_reused(ssl_) == 1;
+}
 
 bool TlsTransport::useCredentials(X509* cert, EVP_PKEY* key) {
   return SSL_use_certificate(ssl_, cert) == 1 && SSL_use_PrivateKey(ssl_, key) == 1;

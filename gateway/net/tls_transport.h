@@ -23,8 +23,7 @@ class TlsTransport final : public Transport {
   // IP address). `session` (may be null) is offered for resumption; the transport takes no
   // ownership of it.
   static std::unique_ptr<TlsTransport> connect(const TlsContext& ctx, int fd,
-                                               const std::string& serverName,
-                                               SSL_SESSION* session);
+                                               const std::string& serverName, SSL_SESSION* session);
   ~TlsTransport() override;
 
   IoStatus handshake() override;

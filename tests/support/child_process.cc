@@ -22,7 +22,9 @@ std::string readWholeFile(const std::filesystem::path& path) {
   return ss.str();
 }
 
-ChildProcess::~ChildProcess() { stop(); }
+ChildProcess::~ChildProcess() {
+  stop();
+}
 
 void ChildProcess::start(const std::vector<std::string>& args, const std::filesystem::path& logPath,
                          const std::vector<std::string>& extraEnv) {
@@ -107,6 +109,8 @@ void ChildProcess::kill() {
   pid_ = -1;
 }
 
-std::string ChildProcess::log() const { return readWholeFile(logPath_); }
+std::string ChildProcess::log() const {
+  return readWholeFile(logPath_);
+}
 
 }  // namespace impgate::testing

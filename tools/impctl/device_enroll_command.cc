@@ -47,7 +47,8 @@ struct Enroller {
     storage::DeviceRecord record{id,        args.group,  issued.serialHex, issued.notAfterMs,
                                  ctx.nowMs, std::nullopt};
     storage::Status enrolled = registry.enroll(
-        record, ctx.actor, args.reissue ? storage::OnExisting::kReplace : storage::OnExisting::kRefuse);
+        record, ctx.actor,
+        args.reissue ? storage::OnExisting::kReplace : storage::OnExisting::kRefuse);
     if (!enrolled) {
       if (!args.reissue) {
         // Nobody else can hold these fresh credentials yet: take them back so the registry and
@@ -88,8 +89,8 @@ int runDeviceEnroll(const CommandContext& ctx, const DeviceEnrollArgs& args) {
         !error.empty()) {
       return ctx.fail(error);
     }
-    ctx.out << (wasEnrolled ? "re-issued " : "enrolled ") << args.id << " in group "
-            << args.group << " (serial " << issued.serialHex << ")\n"
+    ctx.out << (wasEnrolled ? "re-issued " : "enrolled ") << args.id << " in group " << args.group
+            << " (serial " << issued.serialHex << ")\n"
             << "  key:         " << issued.keyPath.string() << "\n"
             << "  certificate: " << issued.certPath.string() << "\n"
             << "  trust:       " << ctx.home.caCert().string()

@@ -17,7 +17,9 @@ using namespace impgate;
 using namespace std::chrono_literals;
 
 std::atomic<bool> gStop{false};
-void onSignal(int) { gStop.store(true); }
+void onSignal(int) {
+  gStop.store(true);
+}
 
 void installSignals() {
   struct sigaction sa {};
@@ -95,10 +97,14 @@ int runListen(const Common& c, long count) {
 
 int runLog(const Common& c, const std::string& level, const std::string& text) {
   protocol::LogLevel l = protocol::LogLevel::kInfo;
-  if (level == "debug") l = protocol::LogLevel::kDebug;
-  else if (level == "warn") l = protocol::LogLevel::kWarn;
-  else if (level == "error") l = protocol::LogLevel::kError;
-  else if (level != "info") return fail("log level must be debug, info, warn or error");
+  if (level == "debug")
+    l = protocol::LogLevel::kDebug;
+  else if (level == "warn")
+    l = protocol::LogLevel::kWarn;
+  else if (level == "error")
+    l = protocol::LogLevel::kError;
+  else if (level != "info")
+    return fail("log level must be debug, info, warn or error");
   std::string error;
   auto dev = makeDevice(c, false, error);
   if (!dev) return fail(error);
@@ -131,8 +137,7 @@ int runDemo(const Common& c, int every) {
         std::printf("device -> agent  reading %s (acknowledged)\n", reading.dump().c_str());
       } else {
         std::printf("device -> agent  reading %s NOT acknowledged: %s\n", reading.dump().c_str(),
-                    status ? std::string(protocol::ackStatusName(*status)).c_str()
-                           : error.c_str());
+                    status ? std::string(protocol::ackStatusName(*status)).c_str() : error.c_str());
       }
       std::fflush(stdout);
     }
@@ -163,7 +168,8 @@ int main(int argc, char** argv) {
 
   std::string event, payload, level, text;
   bool noAck = false;
-  auto* send = app.add_subcommand("send", "Send EVENT PAYLOAD to the agent; exit 0 once acknowledged");
+  auto* send =
+      app.add_subcommand("send", "Send EVENT PAYLOAD to the agent; exit 0 once acknowledged");
   send->add_option("event", event)->required();
   send->add_option("payload", payload)->required();
   send->add_flag("--no-ack", noAck, "Do not ask for an acknowledgement");
@@ -222,10 +228,14 @@ int main(int argc, char** argv) {
     tools::SimulationResult r;
     std::string error;
     if (!tools::runSimulation(sim, r, error)) return fail(error);
-    nlohmann::json out = {{"devices", r.devices},       {"online", r.online},
-                          {"peak_online", r.peakOnline}, {"connects", r.connects},
-                          {"resumed", r.resumed},        {"drops", r.failures},
-                          {"sent", r.sent},              {"acked", r.acked},
+    nlohmann::json out = {{"devices", r.devices},
+                          {"online", r.online},
+                          {"peak_online", r.peakOnline},
+                          {"connects", r.connects},
+                          {"resumed", r.resumed},
+                          {"drops", r.failures},
+                          {"sent", r.sent},
+                          {"acked", r.acked},
                           {"received", r.received},
                           {"seconds_to_all_online", r.secondsToAllOnline}};
     if (json) {

@@ -55,8 +55,7 @@ bool runSimulation(const SimulationOptions& options, SimulationResult& result, s
       if (clients[i]->lastHandshakeResumed()) ++result.resumed;
       result.peakOnline = std::max(result.peakOnline, result.online);
       if (result.online == result.devices && result.secondsToAllOnline < 0) {
-        result.secondsToAllOnline =
-            std::chrono::duration<double>(Clock::now() - started).count();
+        result.secondsToAllOnline = std::chrono::duration<double>(Clock::now() - started).count();
         if (options.exitWhenAllConnected) loop.stop();
       }
     };

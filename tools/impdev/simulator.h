@@ -17,24 +17,24 @@ struct SimulationOptions {
   std::string home;
   std::string gateway = "127.0.0.1:31314";
   std::string serverName;
-  std::vector<std::string> ids;             // devices to simulate (enrolled in `home`)
-  std::vector<std::string> sources;         // local addresses to connect from; empty = any
-  double connectRate = 500;                 // new connections per second
-  std::chrono::seconds duration{60};        // the whole run
-  std::chrono::milliseconds sendEvery{0};   // per device; 0 = idle devices
+  std::vector<std::string> ids;            // devices to simulate (enrolled in `home`)
+  std::vector<std::string> sources;        // local addresses to connect from; empty = any
+  double connectRate = 500;                // new connections per second
+  std::chrono::seconds duration{60};       // the whole run
+  std::chrono::milliseconds sendEvery{0};  // per device; 0 = idle devices
   std::size_t payloadBytes = 64;
   bool reconnect = true;
-  bool exitWhenAllConnected = false;        // stop as soon as every device is online
+  bool exitWhenAllConnected = false;  // stop as soon as every device is online
   std::chrono::seconds reportEvery{5};
 };
 
 struct SimulationResult {
   std::size_t devices = 0;
-  std::size_t online = 0;        // at the end
+  std::size_t online = 0;  // at the end
   std::size_t peakOnline = 0;
-  uint64_t connects = 0;         // connection attempts
-  uint64_t resumed = 0;          // handshakes that resumed a TLS session
-  uint64_t failures = 0;         // links that failed or dropped
+  uint64_t connects = 0;  // connection attempts
+  uint64_t resumed = 0;   // handshakes that resumed a TLS session
+  uint64_t failures = 0;  // links that failed or dropped
   uint64_t sent = 0;
   uint64_t acked = 0;
   uint64_t received = 0;

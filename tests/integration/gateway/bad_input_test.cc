@@ -36,8 +36,8 @@ std::unique_ptr<RawTlsClient> helloedRawDevice(GatewayFixture& gw, const std::st
   auto raw = std::make_unique<RawTlsClient>();
   REQUIRE(raw->connectTcp(gw.port()));
   std::string error;
-  REQUIRE(raw->handshake(gw.home().caCert(), gw.home().deviceCert(id), gw.home().deviceKey(id),
-                         error));
+  REQUIRE(
+      raw->handshake(gw.home().caCert(), gw.home().deviceCert(id), gw.home().deviceKey(id), error));
   REQUIRE(raw->sendHello());
   return raw;
 }
@@ -99,8 +99,7 @@ TEST_CASE("an event name that would break the topic scheme is refused") {
   MqttProbe spy(gw.broker().uri());
   REQUIRE(spy.connect());
   REQUIRE(spy.subscribe("imp/#"));
-  for (const std::string& bad :
-       std::vector<std::string>{"a/b", "+", "#", std::string("a\0b", 3)}) {
+  for (const std::string& bad : std::vector<std::string>{"a/b", "+", "#", std::string("a\0b", 3)}) {
     auto raw = helloedRawDevice(gw, "badname");
     std::vector<uint8_t> body = {0, 0, 0, 1, 0x01, static_cast<uint8_t>(bad.size())};
     body.insert(body.end(), bad.begin(), bad.end());
@@ -110,8 +109,8 @@ TEST_CASE("an event name that would break the topic scheme is refused") {
   CHECK(gw.metric("impgate_errors_total{reason=\"invalid_name\"}") == 4);
   // Nothing was published under a topic the device does not own.
   CHECK(spy.count([](const MqttProbe::Message& m) {
-          return m.topic.find("/out/") != std::string::npos;
-        }) == 0);
+    return m.topic.find("/out/") != std::string::npos;
+  }) == 0);
   requireWitnessWorks(gw, *witness);
 }
 
@@ -187,8 +186,8 @@ TEST_CASE("a certificate from another CA is refused") {
     CHECK(ending.closed);
     CHECK_FALSE(ending.welcomed);
   }
-  CHECK(waitUntil([&] { return gw.metric("impgate_handshakes_total{result=\"failed\"}") == 1; },
-                  5s));
+  CHECK(
+      waitUntil([&] { return gw.metric("impgate_handshakes_total{result=\"failed\"}") == 1; }, 5s));
   requireWitnessWorks(gw, *witness);
 }
 

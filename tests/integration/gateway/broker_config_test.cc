@@ -104,11 +104,12 @@ TEST_CASE("impgate reaches an ssl:// broker with a user name and password") {
   GatewayFixtureOptions options;
   options.brokerUri = broker.uri();
   options.node = "tls-node";
-  options.extraArgs = {"--tls-cert", plain.home().gatewayCert().string(),
-                       "--tls-key", plain.home().gatewayKey().string(),
+  options.extraArgs = {"--tls-cert",      plain.home().gatewayCert().string(),
+                       "--tls-key",       plain.home().gatewayKey().string(),
                        "--tls-client-ca", plain.home().caCert().string(),
-                       "--mqtt-ca", plain.home().caCert().string(),
-                       "--mqtt-username", "user", "--mqtt-password", "secret"};
+                       "--mqtt-ca",       plain.home().caCert().string(),
+                       "--mqtt-username", "user",
+                       "--mqtt-password", "secret"};
   GatewayFixture gw(options);
   // The devices trust the CA of the fixture's own home; use credentials from `plain`'s CA.
   plain.enroll("tls-dev");
@@ -143,12 +144,13 @@ TEST_CASE("with a wrong broker password the gateway reports the bus down and fai
   TlsBroker broker(plain.home(), brokerDir.path());
   GatewayFixtureOptions options;
   options.brokerUri = broker.uri();
-  options.extraArgs = {"--tls-cert", plain.home().gatewayCert().string(),
-                       "--tls-key", plain.home().gatewayKey().string(),
+  options.extraArgs = {"--tls-cert",      plain.home().gatewayCert().string(),
+                       "--tls-key",       plain.home().gatewayKey().string(),
                        "--tls-client-ca", plain.home().caCert().string(),
-                       "--mqtt-ca", plain.home().caCert().string(),
-                       "--mqtt-username", "user", "--mqtt-password", "wrong",
-                       "--mqtt-buffer", "1"};
+                       "--mqtt-ca",       plain.home().caCert().string(),
+                       "--mqtt-username", "user",
+                       "--mqtt-password", "wrong",
+                       "--mqtt-buffer",   "1"};
   GatewayFixture gw(options);
   CHECK(waitUntil([&] { return gw.metric("impgate_bus_connected") == 0; }, 10s));
   CHECK(waitUntil(

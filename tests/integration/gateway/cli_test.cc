@@ -16,9 +16,13 @@ namespace {
 // Runs impdev to completion (bounded); returns its exit code, -1 if it had to be killed.
 int runImpdev(GatewayFixture& gw, const std::vector<std::string>& args, std::string& output,
               const std::string& gateway = {}) {
-  std::vector<std::string> argv = {IMPDEV_BINARY, "--home", gw.home().root().string(),
-                                   "--gateway", gateway.empty() ? gw.endpoint() : gateway,
-                                   "--timeout", "5"};
+  std::vector<std::string> argv = {IMPDEV_BINARY,
+                                   "--home",
+                                   gw.home().root().string(),
+                                   "--gateway",
+                                   gateway.empty() ? gw.endpoint() : gateway,
+                                   "--timeout",
+                                   "5"};
   argv.insert(argv.end(), args.begin(), args.end());
   ChildProcess p;
   auto log = gw.home().root() / ("impdev-" + std::to_string(::getpid()) + ".log");

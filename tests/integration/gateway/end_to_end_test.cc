@@ -12,7 +12,9 @@ using Message = MqttProbe::Message;
 
 namespace {
 
-nlohmann::json json(const Message& m) { return nlohmann::json::parse(m.payload); }
+nlohmann::json json(const Message& m) {
+  return nlohmann::json::parse(m.payload);
+}
 
 auto statusIs(const std::string& status) {
   return [status](const Message& m) {
@@ -98,8 +100,9 @@ TEST_CASE("messages from one device reach the agent in order") {
   }
   REQUIRE(waitUntil(
       [&] {
-        return agent.count([](const Message& m) { return m.topic == "imp/dev/dev-order/out/seq"; }) ==
-               kCount;
+        return agent.count([](const Message& m) {
+          return m.topic == "imp/dev/dev-order/out/seq";
+        }) == kCount;
       },
       10s));
   int expected = 0;

@@ -6,9 +6,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <exception>
 #include <filesystem>
 #include <sstream>
-#include <exception>
 #include <stdexcept>
 
 #include "gateway/pki/fleet_ca.h"
@@ -79,13 +79,12 @@ void GatewayFixture::startGateway() {
       metricsPort_ = freeLoopbackPort();
     }
     std::string broker = options_.brokerUri.empty() ? broker_.uri() : options_.brokerUri;
-    std::vector<std::string> args = {IMPGATE_BINARY,
-                                     "--home", home_.root().string(),
-                                     "--broker", broker,
-                                     "--listen", endpoint(),
-                                     "--metrics", "127.0.0.1:" + std::to_string(metricsPort_),
-                                     "--node", options_.node,
-                                     "--log-level", "debug"};
+    std::vector<std::string> args = {
+        IMPGATE_BINARY, "--home",      home_.root().string(),
+        "--broker",     broker,        "--listen",
+        endpoint(),     "--metrics",   "127.0.0.1:" + std::to_string(metricsPort_),
+        "--node",       options_.node, "--log-level",
+        "debug"};
     args.insert(args.end(), options_.extraArgs.begin(), options_.extraArgs.end());
     gateway_.start(args, home_.root() / "impgate.log");
 
@@ -151,7 +150,9 @@ std::unique_ptr<device::BlockingDevice> GatewayFixture::connectDevice(const std:
   return dev;
 }
 
-std::string GatewayFixture::scrapeMetrics() { return httpGet(metricsPort_, "/metrics"); }
+std::string GatewayFixture::scrapeMetrics() {
+  return httpGet(metricsPort_, "/metrics");
+}
 
 double GatewayFixture::metric(const std::string& sample) {
   std::istringstream page(scrapeMetrics());

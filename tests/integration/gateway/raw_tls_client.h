@@ -23,8 +23,8 @@ class RawTlsClient {
   bool connectTcp(uint16_t port);
   // Completes a TLS handshake with the given credentials (trusting `caFile`). Returns false
   // with `error` when the handshake fails.
-  bool handshake(const std::string& caFile, const std::string& certFile,
-                 const std::string& keyFile, std::string& error);
+  bool handshake(const std::string& caFile, const std::string& certFile, const std::string& keyFile,
+                 std::string& error);
   // Writes bytes over TLS when handshaken, else on the raw socket.
   bool send(const std::vector<uint8_t>& bytes);
   bool sendHello();
@@ -32,9 +32,9 @@ class RawTlsClient {
   // Reads frames until a BYE arrives or the connection closes, or the deadline passes.
   // Returns the BYE reason when one came.
   struct Ending {
-    bool closed = false;                       // the gateway closed the connection
-    std::optional<protocol::ByeReason> bye;    // the BYE it sent first, if any
-    bool welcomed = false;                     // a WELCOME arrived on the way
+    bool closed = false;                     // the gateway closed the connection
+    std::optional<protocol::ByeReason> bye;  // the BYE it sent first, if any
+    bool welcomed = false;                   // a WELCOME arrived on the way
   };
   Ending readUntilClosed(std::chrono::milliseconds deadline);
 

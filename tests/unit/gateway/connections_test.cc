@@ -178,8 +178,9 @@ TEST_CASE("connections beyond max-connections are closed at once and counted") {
   TestDevice& extra = h.startDevice("dev-2");
   REQUIRE(h.waitFor([&] { return !extra.offline.empty(); }));
   CHECK_FALSE(h.onLoop([&] { return extra.welcome.has_value(); }));
-  CHECK(h.stats().errors[static_cast<std::size_t>(gateway::ErrorReason::kConnectionLimit)]
-            ->value() == 1);
+  CHECK(
+      h.stats().errors[static_cast<std::size_t>(gateway::ErrorReason::kConnectionLimit)]->value() ==
+      1);
   CHECK(h.onLoop([&] { return h.gateway().sessionCount(); }) == 1);
   CHECK(h.onLoop([&] { return h.bus().callsFor("dev-2").empty(); }));
 }
