@@ -49,7 +49,9 @@ class Transport {
   virtual bool resumed() const = 0;
   // Human-readable reason of the last kError, for logs.
   virtual std::string lastError() const = 0;
-  // Releases handshake-only state once the connection is established (certificates, buffers).
+  // Called once the connection is established: a transport may release handshake-only state
+  // here. TlsTransport keeps everything today: OpenSSL 3.0 has no supported call that drops
+  // the peer certificate or the handshake's leftovers from a live SSL object.
   virtual void trimAfterHandshake() {}
 };
 

@@ -105,8 +105,15 @@ TEST_CASE("impbench connections reports a complete, sane run", "[bench]") {
   CHECK(openssl["fullServerCpuUs"].get<double>() > 0);
   REQUIRE(openssl["resumedServerCpuUs"].is_number());
   CHECK(openssl["resumedServerCpuUs"].get<double>() > 0);
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer replaces malloc, so the heap of idle SSL objects cannot be measured here;
+  // impbench reports null for it. The normal build checks it.
+  CHECK(openssl["heapPerIdleServerSslKiB"].is_null());
+  WARN("heap per idle SSL object is not measurable under AddressSanitizer");
+#else
   REQUIRE(openssl["heapPerIdleServerSslKiB"].is_number());
   CHECK(openssl["heapPerIdleServerSslKiB"].get<double>() > 0);
+#endif
 
   const json& ratios = report["ratios"];
   for (const char* key :

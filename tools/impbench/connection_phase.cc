@@ -67,7 +67,7 @@ class Phase {
   void addQuiet(const std::string& name, milliseconds minimum, std::function<void()> atEnd) {
     runner_.add(
         {name, minimum + kQuietGiveUp + milliseconds(10000), [this] { quietMarkAt_.reset(); },
-         [this, name, minimum, atEnd](Seconds elapsed) {
+         [this, name, minimum, atEnd = std::move(atEnd)](Seconds elapsed) {
            auto now = cpuOfMeasured();
            if (!now) return false;
            if (!quietMarkAt_) {

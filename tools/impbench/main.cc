@@ -100,7 +100,14 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  bench::BenchReport report = bench::runConnectionBench(options);
+  bench::BenchReport report;
+  try {
+    report = bench::runConnectionBench(options);
+  } catch (const std::exception& e) {
+    // Only allocation or the file system can throw here; the servers are stopped by then.
+    std::fprintf(stderr, "impbench: %s\n", e.what());
+    return 1;
+  }
   if (!jsonFile.empty()) {
     std::ofstream out(jsonFile, std::ios::trunc);
     out << bench::toJson(report).dump(2) << "\n";

@@ -46,7 +46,7 @@ MqttTlsClient::MqttTlsClient(net::EventLoop& loop, const net::TlsContext& tls,
       credentials_(std::move(credentials)),
       clientId_(std::move(clientId)),
       broker_(broker),
-      source_(std::move(source)),
+      source_(source),
       events_(std::move(events)) {}
 
 MqttTlsClient::~MqttTlsClient() {

@@ -26,6 +26,7 @@ bool SpawnedProcess::start(const std::vector<std::string>& args,
   // Everything the child needs is prepared before fork(): only async-signal-safe calls after.
   std::vector<std::string> store = args;
   std::vector<char*> argv;
+  argv.reserve(store.size() + 1);
   for (auto& a : store) argv.push_back(a.data());
   argv.push_back(nullptr);
   int logFd = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
