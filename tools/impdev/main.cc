@@ -220,6 +220,7 @@ int main(int argc, char** argv) {
     sim.serverName = c.serverName;
     sim.duration = std::chrono::seconds(durationSeconds);
     sim.sendEvery = std::chrono::milliseconds(sendEveryMs);
+    sim.stop = &gStop;  // Ctrl-C ends the run early and still prints the summary
     char id[96];
     for (long i = 0; i < simCount; ++i) {
       std::snprintf(id, sizeof id, "%s%05ld", prefix.c_str(), first + i);

@@ -110,6 +110,11 @@ bool runSimulation(const SimulationOptions& options, SimulationResult& result, s
                  static_cast<unsigned long long>(result.received));
   });
   loop.runAfter(options.duration, [&] { loop.stop(); });
+  if (options.stop) {
+    loop.runEvery(std::chrono::milliseconds(100), [&] {
+      if (options.stop->load()) loop.stop();
+    });
+  }
   loop.run();
   loop.cancel(rampTimer);
   loop.cancel(reportTimer);

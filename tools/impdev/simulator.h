@@ -6,6 +6,7 @@
 // time and stops by itself.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -26,6 +27,7 @@ struct SimulationOptions {
   bool reconnect = true;
   bool exitWhenAllConnected = false;  // stop as soon as every device is online
   std::chrono::seconds reportEvery{5};
+  const std::atomic<bool>* stop = nullptr;  // set (e.g. by a signal handler) to end early
 };
 
 struct SimulationResult {
