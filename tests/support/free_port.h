@@ -10,4 +10,7 @@ namespace impgate::testing {
 // Returns 0 if no socket could be bound.
 uint16_t freeLoopbackPort();
 
+// True when something on 127.0.0.1:port accepts a TCP connection (which is then closed).
+bool acceptsConnections(uint16_t port);
+
 }  // namespace impgate::testing
