@@ -10,9 +10,11 @@ case "$kind" in
   asan) dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=Debug -DIMPGATE_SANITIZE=ON) ;;
   *) echo "usage: tools/build.sh [release|asan]" >&2; exit 2 ;;
 esac
+launcher=()
+command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 generator=()
 command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
 if [ ! -f "$dir/CMakeCache.txt" ]; then
-  cmake -S . -B "$dir" "${generator[@]}" -DIMPGATE_WERROR=ON "${flags[@]}" >/dev/null
+  cmake -S . -B "$dir" "${generator[@]}" "${launcher[@]}" -DIMPGATE_WERROR=ON "${flags[@]}" >/dev/null
 fi
 cmake --build "$dir" -j "$(nproc)"

@@ -14,7 +14,7 @@
 #include <mqtt/async_client.h>
 
 #include "bus/agent/presence_tracker.h"
-#include "bus/topic_scheme.h"
+#include "bus/topics/topic_scheme.h"
 #include "gateway/base/log.h"
 #include "gateway/base/names.h"
 

@@ -18,9 +18,9 @@
 #include <string>
 #include <unordered_set>
 
-#include "bus/bridge/device_bus.h"
-#include "bus/topic_scheme.h"
-#include "gateway/net/event_loop.h"
+#include "bus/device_bus/device_bus.h"
+#include "bus/topics/topic_scheme.h"
+#include "gateway/base/net/event_loop.h"
 
 namespace impgate::bus {
 

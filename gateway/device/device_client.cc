@@ -8,7 +8,7 @@
 #include <variant>
 
 #include "gateway/base/names.h"
-#include "gateway/net/tls_transport.h"
+#include "gateway/base/net/tls_transport.h"
 
 namespace impgate::device {
 namespace {

@@ -23,13 +23,13 @@
 #include <span>
 #include <string>
 
+#include "gateway/base/net/event_loop.h"
+#include "gateway/base/net/socket.h"
+#include "gateway/base/net/tls_context.h"
+#include "gateway/base/net/transport.h"
+#include "gateway/base/protocol/codec.h"
+#include "gateway/base/protocol/frame_reader.h"
 #include "gateway/device/device_credentials.h"
-#include "gateway/net/event_loop.h"
-#include "gateway/net/socket.h"
-#include "gateway/net/tls_context.h"
-#include "gateway/net/transport.h"
-#include "gateway/protocol/codec.h"
-#include "gateway/protocol/frame_reader.h"
 
 namespace impgate::device {
 

@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-#include "gateway/net/tls_context.h"
+#include "gateway/base/net/tls_context.h"
 
 namespace impgate::device {
 

@@ -13,8 +13,8 @@
 #include <span>
 #include <vector>
 
-#include "gateway/protocol/codec.h"
-#include "gateway/protocol/frame_reader.h"
+#include "gateway/base/protocol/codec.h"
+#include "gateway/base/protocol/frame_reader.h"
 
 namespace {
 

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "gateway/pki/fleet_ca.h"
+#include "gateway/base/pki/fleet_ca.h"
 #include "tools/impbench/interrupt.h"
 #include "tools/impbench/progress.h"
 

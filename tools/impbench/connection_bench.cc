@@ -8,9 +8,9 @@
 #include <ctime>
 #include <fstream>
 
-#include "gateway/net/event_loop.h"
-#include "gateway/net/socket.h"
-#include "gateway/net/tls_context.h"
+#include "gateway/base/net/event_loop.h"
+#include "gateway/base/net/socket.h"
+#include "gateway/base/net/tls_context.h"
 #include "tools/impbench/bench_fleet.h"
 #include "tools/impbench/connection_phase.h"
 #include "tools/impbench/device_client_pool.h"

@@ -21,7 +21,7 @@
 #include <chrono>
 #include <string>
 
-#include "gateway/net/event_loop.h"
+#include "gateway/base/net/event_loop.h"
 #include "tools/impbench/bench_report.h"
 #include "tools/impbench/client_pool.h"
 

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "gateway/base/net/event_loop.h"
+#include "gateway/base/net/socket.h"
+#include "gateway/base/net/tls_context.h"
 #include "gateway/device/device_client.h"
-#include "gateway/net/event_loop.h"
-#include "gateway/net/socket.h"
-#include "gateway/net/tls_context.h"
 #include "tools/impbench/bench_fleet.h"
 #include "tools/impbench/client_pool.h"
 

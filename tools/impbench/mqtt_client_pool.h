@@ -6,9 +6,9 @@
 #include <memory>
 #include <vector>
 
-#include "gateway/net/event_loop.h"
-#include "gateway/net/socket.h"
-#include "gateway/net/tls_context.h"
+#include "gateway/base/net/event_loop.h"
+#include "gateway/base/net/socket.h"
+#include "gateway/base/net/tls_context.h"
 #include "tools/impbench/bench_fleet.h"
 #include "tools/impbench/client_pool.h"
 #include "tools/impbench/mqtt_tls_client.h"

@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "gateway/base/net/event_loop.h"
+#include "gateway/base/net/socket.h"
+#include "gateway/base/net/tls_context.h"
+#include "gateway/base/net/tls_transport.h"
 #include "gateway/device/device_credentials.h"
-#include "gateway/net/event_loop.h"
-#include "gateway/net/socket.h"
-#include "gateway/net/tls_context.h"
-#include "gateway/net/tls_transport.h"
 
 namespace impgate::bench {
 

@@ -8,7 +8,7 @@
 #include <chrono>
 #include <vector>
 
-#include "gateway/net/tls_context.h"
+#include "gateway/base/net/tls_context.h"
 #include "tools/impbench/interrupt.h"
 #include "tools/impbench/process_stats.h"
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "gateway/net/event_loop.h"
+#include "gateway/base/net/event_loop.h"
 
 namespace impgate::bench {
 

@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "gateway/pki/fleet_ca.h"
+#include "gateway/base/pki/fleet_ca.h"
 #include "storage/audit_log.h"
 #include "storage/database.h"
 

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <system_error>
 
-#include "gateway/pki/fleet_ca.h"
+#include "gateway/base/pki/fleet_ca.h"
 #include "storage/database.h"
 #include "storage/device_registry.h"
 

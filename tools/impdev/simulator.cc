@@ -4,8 +4,8 @@
 #include <memory>
 
 #include "gateway/base/home.h"
+#include "gateway/base/net/event_loop.h"
 #include "gateway/device/device_client.h"
-#include "gateway/net/event_loop.h"
 
 namespace impgate::tools {
 

@@ -2,7 +2,7 @@
 // allows) a BYE naming it; a witness device on the same gateway keeps working throughout.
 #include <catch2/catch.hpp>
 
-#include "gateway/pki/fleet_ca.h"
+#include "gateway/base/pki/fleet_ca.h"
 #include "tests/integration/gateway/gateway_fixture.h"
 #include "tests/integration/gateway/raw_tls_client.h"
 #include "tests/support/wait_until.h"

@@ -11,7 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "gateway/pki/fleet_ca.h"
+#include "gateway/base/pki/fleet_ca.h"
 #include "tests/support/free_port.h"
 #include "tests/support/wait_until.h"
 

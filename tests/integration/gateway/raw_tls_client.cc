@@ -10,7 +10,7 @@
 #include <openssl/err.h>
 #include <variant>
 
-#include "gateway/protocol/frame_reader.h"
+#include "gateway/base/protocol/frame_reader.h"
 
 namespace impgate::testing {
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "gateway/protocol/codec.h"
+#include "gateway/base/protocol/codec.h"
 
 namespace impgate::testing {
 

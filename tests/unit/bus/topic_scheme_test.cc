@@ -1,4 +1,4 @@
-#include "bus/topic_scheme.h"
+#include "bus/topics/topic_scheme.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,0 +1,259 @@
+#include "gateway/base/metrics/metrics_server.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "gateway/base/log.h"
+#include "gateway/base/metrics/http_request.h"
+#include "gateway/base/metrics/text_format.h"
+
+namespace impgate::metrics {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::string_view kComp = "metrics";
+constexpr std::size_t kMaxRequestHead = 8192;
+constexpr std::size_t kReadChunk = 4096;
+// After the response, the client gets this long to close its side before we drop it.
+constexpr std::chrono::milliseconds kLingerTime{1000};
+// Out of file descriptors: stop accepting for a moment rather than spin on a readable listener.
+constexpr std::chrono::milliseconds kAcceptPause{100};
+
+struct Client {
+  enum class Phase { kReading, kWriting, kLingering };
+  int fd = -1;
+  Phase phase = Phase::kReading;
+  std::string in;
+  std::string out;
+  std::size_t written = 0;
+  Clock::time_point deadline;
+};
+
+std::string response(std::string_view status, std::string_view contentType, std::string_view body,
+                     std::string_view extraHeaders = {}) {
+  std::string r;
+  r.reserve(body.size() + 160);
+  r.append("HTTP/1.1 ").append(status).append("\r\n");
+  r.append("Content-Type: ").append(contentType).append("\r\n");
+  r.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+  r.append(extraHeaders);
+  r.append("Connection: close\r\n\r\n");
+  r.append(body);
+  return r;
+}
+
+constexpr std::string_view kPlain = "text/plain; charset=utf-8";
+
+std::string answer(const Registry& registry, std::string_view head) {
+  auto line = parseRequestLine(head);
+  if (!line) return response("400 Bad Request", kPlain, "bad request\n");
+  if (line->path != "/metrics") return response("404 Not Found", kPlain, "not found\n");
+  if (line->method != "GET") {
+    return response("405 Method Not Allowed", kPlain, "method not allowed\n", "Allow: GET\r\n");
+  }
+  return response("200 OK", text_format::kContentType, registry.render());
+}
+
+std::string errnoText(std::string_view what) {
+  return std::string(what) + ": " + std::strerror(errno);
+}
+
+}  // namespace
+
+MetricsServer::MetricsServer(const Registry& registry, Options options)
+    : registry_(registry), opts_(std::move(options)) {}
+
+MetricsServer::~MetricsServer() {
+  stop();
+}
+
+bool MetricsServer::start(std::string* error) {
+  auto fail = [&](std::string why) {
+    if (listenFd_ >= 0) ::close(listenFd_);
+    if (wakeFd_ >= 0) ::close(wakeFd_);
+    listenFd_ = wakeFd_ = -1;
+    log::error(kComp, "cannot start metrics server", {{"reason", why}});
+    if (error) *error = std::move(why);
+    return false;
+  };
+  if (thread_.joinable()) return fail("already started");
+
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  std::string service = std::to_string(opts_.port);
+  int gai = ::getaddrinfo(opts_.host.empty() ? nullptr : opts_.host.c_str(), service.c_str(),
+                          &hints, &res);
+  if (gai != 0) return fail("resolve '" + opts_.host + "': " + ::gai_strerror(gai));
+  std::string lastError = "no address";
+  for (addrinfo* ai = res; ai && listenFd_ < 0; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      lastError = errnoText("socket");
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, 64) != 0) {
+      lastError = errnoText("bind " + opts_.host + ":" + service);
+      ::close(fd);
+      continue;
+    }
+    listenFd_ = fd;
+  }
+  ::freeaddrinfo(res);
+  if (listenFd_ < 0) return fail(lastError);
+
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(listenFd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return fail(errnoText("getsockname"));
+  }
+  port_ = addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                     : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+
+  wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wakeFd_ < 0) return fail(errnoText("eventfd"));
+  stopping_ = false;
+  thread_ = std::thread([this] { run(); });
+  log::info(kComp, "metrics server listening", {{"host", opts_.host}, {"port", port_}});
+  return true;
+}
+
+void MetricsServer::stop() {
+  if (!thread_.joinable()) return;
+  stopping_ = true;
+  uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wakeFd_, &one, sizeof one);
+  thread_.join();
+  ::close(listenFd_);
+  ::close(wakeFd_);
+  listenFd_ = wakeFd_ = -1;
+}
+
+void MetricsServer::run() {
+  std::vector<Client> clients;
+  std::vector<pollfd> fds;
+  char buf[kReadChunk];
+  auto acceptPausedUntil = Clock::time_point::min();
+
+  auto closeClient = [](Client& c) {
+    ::close(c.fd);
+    c.fd = -1;
+  };
+  // The request is in (or is hopeless): queue the response and start writing it.
+  auto respond = [](Client& c, std::string out, Clock::time_point deadline) {
+    c.out = std::move(out);
+    c.written = 0;
+    c.phase = Client::Phase::kWriting;
+    c.deadline = deadline;
+  };
+
+  while (!stopping_) {
+    auto now = Clock::now();
+    fds.clear();
+    fds.push_back({wakeFd_, POLLIN, 0});
+    bool acceptPaused = now < acceptPausedUntil;
+    fds.push_back({listenFd_, static_cast<short>(acceptPaused ? 0 : POLLIN), 0});
+    auto nextDeadline = acceptPaused ? acceptPausedUntil : Clock::time_point::max();
+    for (const auto& c : clients) {
+      short events = c.phase == Client::Phase::kWriting ? POLLOUT : POLLIN;
+      fds.push_back({c.fd, events, 0});
+      nextDeadline = std::min(nextDeadline, c.deadline);
+    }
+    int timeoutMs = -1;
+    if (nextDeadline != Clock::time_point::max()) {
+      auto wait = std::chrono::ceil<std::chrono::milliseconds>(nextDeadline - now).count();
+      timeoutMs = static_cast<int>(std::clamp<int64_t>(wait, 0, 60000));
+    }
+    int ready = ::poll(fds.data(), fds.size(), timeoutMs);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      log::error(kComp, "poll failed; metrics server stops", {{"reason", std::strerror(errno)}});
+      break;
+    }
+    if (fds[0].revents) break;  // stop()
+    now = Clock::now();
+
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      Client& c = clients[i];
+      short rev = fds[i + 2].revents;
+      if (now >= c.deadline) {
+        closeClient(c);
+        continue;
+      }
+      if (rev == 0) continue;
+      if (c.phase == Client::Phase::kReading) {
+        ssize_t r = ::recv(c.fd, buf, sizeof buf, 0);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+          closeClient(c);
+          continue;
+        }
+        if (r > 0) c.in.append(buf, static_cast<std::size_t>(r));
+        if (auto head = requestHeadLength(c.in)) {
+          respond(c, answer(registry_, std::string_view(c.in).substr(0, *head)),
+                  now + opts_.clientTimeout);
+        } else if (c.in.size() > kMaxRequestHead) {
+          respond(c, response("431 Request Header Fields Too Large", kPlain, "too large\n"),
+                  now + opts_.clientTimeout);
+        }
+      } else if (c.phase == Client::Phase::kWriting) {
+        ssize_t w = ::send(c.fd, c.out.data() + c.written, c.out.size() - c.written,
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+          closeClient(c);
+          continue;
+        }
+        if (w > 0) c.written += static_cast<std::size_t>(w);
+        if (c.written == c.out.size()) {
+          // Half-close and let the client read everything before its socket sees our close:
+          // closing with unread request bytes would reset the connection and lose the response.
+          ::shutdown(c.fd, SHUT_WR);
+          c.phase = Client::Phase::kLingering;
+          c.deadline = std::min(c.deadline, now + kLingerTime);
+          std::string().swap(c.out);
+        }
+      } else {
+        ssize_t r = ::recv(c.fd, buf, sizeof buf, 0);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) closeClient(c);
+      }
+    }
+    clients.erase(
+        std::remove_if(clients.begin(), clients.end(), [](const Client& c) { return c.fd < 0; }),
+        clients.end());
+
+    if (fds[1].revents & POLLIN) {
+      for (;;) {
+        int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+          if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            acceptPausedUntil = now + kAcceptPause;
+          }
+          break;
+        }
+        if (clients.size() >= opts_.maxClients) {
+          ::close(fd);
+          continue;
+        }
+        Client c;
+        c.fd = fd;
+        c.deadline = now + opts_.clientTimeout;
+        clients.push_back(std::move(c));
+      }
+    }
+  }
+  for (auto& c : clients) closeClient(c);
+}
+
+}  // namespace impgate::metrics

@@ -1,0 +1,77 @@
+// The fleet CA: the root every device and gateway certificate chains to, kept in the impgate
+// home (ca/ca.key, ca/ca.crt) next to the gateway's server credential it issued. impctl creates
+// it (init) and issues device credentials with it (load + issueDevice); the gateway only reads
+// ca/ca.crt and its own credential.
+//
+// A FleetCa owns the CA key in memory for its lifetime; it is movable, not copyable.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gateway/base/home.h"
+#include "gateway/base/pki/openssl_ptr.h"
+#include "gateway/base/pki/result.h"
+
+namespace impgate::pki {
+
+inline constexpr int kCaValidityDays = 3650;
+inline constexpr int kGatewayValidityDays = 730;
+inline constexpr int kDeviceValidityDays = 3650;
+
+struct InitOptions {
+  // DNS names or IP addresses devices use to reach the gateway, besides localhost, 127.0.0.1
+  // and ::1 which are always included.
+  std::vector<std::string> serverNames;
+  // Replace an existing CA. Every credential it issued stops verifying.
+  bool force = false;
+};
+
+struct IssueOptions {
+  int validityDays = kDeviceValidityDays;  // capped at the CA's own expiry
+  bool replace = false;                    // overwrite an existing key and certificate
+};
+
+// What issueDevice() wrote, and the facts the registry records.
+struct IssuedDevice {
+  std::string id;
+  std::string serialHex;  // upper-case hex, as `openssl x509 -serial` prints it
+  std::int64_t notAfterMs = 0;
+  std::filesystem::path keyPath;
+  std::filesystem::path certPath;
+};
+
+class FleetCa {
+ public:
+  // Creates the CA (P-256 key, self-signed, 10 years) and the gateway's server credential
+  // (2 years) in `home`. Refuses with ErrorCode::kAlreadyExists if a CA is there, unless
+  // options.force. Invalid server names are refused before anything is written.
+  static Result<FleetCa> init(const Home& home, const InitOptions& options);
+
+  // The CA in `home`. A missing CA is ErrorCode::kNotFound with a message telling the operator
+  // to run `impctl ca init`; a key that does not match the certificate is ErrorCode::kCrypto.
+  static Result<FleetCa> load(const Home& home);
+
+  // Issues the device's key (0600) and certificate (CN = id, clientAuth) into
+  // home.deviceDir(id). An invalid id is ErrorCode::kInvalidArgument; existing files are
+  // ErrorCode::kAlreadyExists unless options.replace.
+  Result<IssuedDevice> issueDevice(std::string_view id, const IssueOptions& options = {}) const;
+
+  X509* certificate() const { return cert_.get(); }
+  // "impgate fleet CA <hex>": tells fleets apart.
+  std::string name() const;
+
+ private:
+  FleetCa(Home home, PkeyPtr key, X509Ptr cert)
+      : home_(std::move(home)), key_(std::move(key)), cert_(std::move(cert)) {}
+
+  Home home_;
+  PkeyPtr key_;
+  X509Ptr cert_;
+};
+
+}  // namespace impgate::pki

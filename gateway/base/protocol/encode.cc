@@ -1,0 +1,68 @@
+#include <cassert>
+#include <variant>
+
+#include "gateway/base/protocol/codec.h"
+#include "gateway/base/protocol/wire.h"
+
+namespace impgate::protocol {
+
+using wire::FrameWriter;
+
+void encode(const Hello& frame, std::vector<uint8_t>& out) {
+  assert(frame.codeId.size() <= kMaxCodeIdLength);
+  FrameWriter w(out, FrameType::kHello, 1 + 4 + 1 + frame.codeId.size());
+  w.u8(frame.version);
+  w.u32(frame.capabilities);
+  w.str8(frame.codeId);
+}
+
+void encode(const Welcome& frame, std::vector<uint8_t>& out) {
+  FrameWriter w(out, FrameType::kWelcome, 1 + 8 + 2 + 8 + 1 + frame.node.size());
+  w.u8(frame.version);
+  w.u64(frame.sessionId);
+  w.u16(frame.keepaliveSeconds);
+  w.u64(frame.serverTimeMs);
+  w.str8(frame.node);
+}
+
+void encode(const Msg& frame, std::vector<uint8_t>& out) {
+  FrameWriter w(out, FrameType::kMsg, 4 + 1 + 1 + frame.event.size() + frame.payload.size());
+  w.u32(frame.id);
+  w.u8(frame.ackWanted ? kMsgFlagAckWanted : 0);
+  w.str8(frame.event);
+  w.bytes(frame.payload);
+}
+
+void encode(const Ack& frame, std::vector<uint8_t>& out) {
+  FrameWriter w(out, FrameType::kAck, 4 + 1);
+  w.u32(frame.id);
+  w.u8(static_cast<uint8_t>(frame.status));
+}
+
+void encode(const Ping& frame, std::vector<uint8_t>& out) {
+  FrameWriter w(out, FrameType::kPing, 8);
+  w.u64(frame.nonce);
+}
+
+void encode(const Pong& frame, std::vector<uint8_t>& out) {
+  FrameWriter w(out, FrameType::kPong, 8);
+  w.u64(frame.nonce);
+}
+
+void encode(const Log& frame, std::vector<uint8_t>& out) {
+  FrameWriter w(out, FrameType::kLog, 1 + frame.text.size());
+  w.u8(static_cast<uint8_t>(frame.level));
+  w.bytes({reinterpret_cast<const uint8_t*>(frame.text.data()), frame.text.size()});
+}
+
+void encode(const Bye& frame, std::vector<uint8_t>& out) {
+  FrameWriter w(out, FrameType::kBye, 1 + 1 + frame.text.size());
+  w.u8(static_cast<uint8_t>(frame.reason));
+  w.str8(frame.text);
+}
+
+void encode(const Frame& frame, std::vector<uint8_t>& out) {
+  std::visit([&out](const auto& f) { encode(f, out); }, frame);
+}
+
+}  // namespace impgate::protocol

@@ -1,0 +1,399 @@
+#include "gateway/daemon/device_session.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <variant>
+
+#include "gateway/base/log.h"
+#include "gateway/base/names.h"
+#include "gateway/daemon/gateway.h"
+
+namespace impgate::gateway {
+namespace {
+
+constexpr std::string_view kComp = "session";
+// Reads per readiness event before yielding to other connections.
+constexpr int kReadsPerEvent = 16;
+
+using protocol::ByeReason;
+
+ErrorReason errorFor(protocol::DecodeError e) {
+  switch (e) {
+    case protocol::DecodeError::kTooLarge:
+      return ErrorReason::kFrameTooLarge;
+    case protocol::DecodeError::kUnknownType:
+      return ErrorReason::kUnknownFrame;
+    case protocol::DecodeError::kInvalidName:
+      return ErrorReason::kInvalidName;
+    default:
+      return ErrorReason::kMalformed;
+  }
+}
+
+}  // namespace
+
+DeviceSession::DeviceSession(Gateway& gateway, uint32_t connectionId, int fd,
+                             std::unique_ptr<net::Transport> transport)
+    : gateway_(gateway),
+      transport_(std::move(transport)),
+      reader_(gateway.config().maxFrame ? gateway.config().maxFrame : protocol::kDefaultMaxFrame),
+      connectionId_(connectionId),
+      createdAt_(gateway.nowSeconds()),
+      lastReceived_(createdAt_),
+      fd_(fd) {
+  interest_ = EPOLLIN;
+  gateway_.loop().watch(fd_, interest_, this);
+}
+
+DeviceSession::~DeviceSession() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void DeviceSession::updateInterest() {
+  if (state_ == State::kClosed) return;
+  uint32_t want = readPaused_ ? 0u : static_cast<uint32_t>(EPOLLIN);
+  if (!output_.empty()) want |= EPOLLOUT;
+  if (want == interest_) return;
+  gateway_.loop().rewatch(fd_, want, this);
+  interest_ = want;
+}
+
+void DeviceSession::onIoEvents(uint32_t events) {
+  if (state_ == State::kClosed) return;
+  if (state_ == State::kHandshake) {
+    driveHandshake();
+    return;
+  }
+  if (readPaused_ && (events & (EPOLLHUP | EPOLLERR))) {
+    // Not reading, so the hang-up would be reported again and again: end it here.
+    end("connection_lost", false, ByeReason::kNormal);
+    return;
+  }
+  if (events & EPOLLOUT) flushOutput();
+  if (state_ != State::kClosed && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) readAvailable();
+}
+
+void DeviceSession::driveHandshake() {
+  net::IoStatus st = transport_->handshake();
+  switch (st) {
+    case net::IoStatus::kWantRead:
+      if (interest_ != EPOLLIN) {
+        gateway_.loop().rewatch(fd_, EPOLLIN, this);
+        interest_ = EPOLLIN;
+      }
+      return;
+    case net::IoStatus::kWantWrite:
+      gateway_.loop().rewatch(fd_, EPOLLIN | EPOLLOUT, this);
+      interest_ = EPOLLIN | EPOLLOUT;
+      return;
+    case net::IoStatus::kOk:
+      break;
+    default:
+      fail(ErrorReason::kHandshakeFailed, ByeReason::kNotAuthorized, transport_->lastError());
+      return;
+  }
+  GatewayStats& stats = gateway_.stats();
+  stats.handshakesOk.inc();
+  if (transport_->resumed()) stats.handshakesResumed.inc();
+  deviceId_ = transport_->peerIdentity();
+  if (!isValidDeviceId(deviceId_)) {
+    // The certificate is from our CA but names no usable device: refuse it.
+    state_ = State::kAwaitHello;
+    fail(ErrorReason::kBadIdentity, ByeReason::kNotAuthorized,
+         "certificate does not name a valid device id");
+    return;
+  }
+  transport_->trimAfterHandshake();
+  state_ = State::kAwaitHello;
+  updateInterest();
+  // Data (the HELLO) may already sit in OpenSSL's buffers.
+  readAvailable();
+}
+
+void DeviceSession::readAvailable() {
+  std::span<uint8_t> buffer = gateway_.readBuffer();
+  for (int i = 0; i < kReadsPerEvent && state_ != State::kClosed && !readPaused_; ++i) {
+    net::IoResult r = transport_->read(buffer);
+    switch (r.status) {
+      case net::IoStatus::kOk: {
+        lastReceived_ = gateway_.nowSeconds();
+        gateway_.stats().bytesIn.inc(r.bytes);
+        auto err = reader_.feed(buffer.first(r.bytes), [this](uint8_t type, auto body) {
+          return handleFrame(type, body);
+        });
+        if (err != protocol::DecodeError::kNone && state_ != State::kClosed) {
+          fail(errorFor(err), protocol::byeReasonFor(err), protocol::decodeErrorName(err));
+        }
+        break;
+      }
+      case net::IoStatus::kWantRead:
+        return;
+      case net::IoStatus::kWantWrite:
+        // TLS wants to write before it can read (key update): wait for writability.
+        if (!(interest_ & EPOLLOUT)) {
+          gateway_.loop().rewatch(fd_, interest_ | EPOLLOUT, this);
+          interest_ |= EPOLLOUT;
+        }
+        return;
+      case net::IoStatus::kClosed:
+        end("peer_closed", false, ByeReason::kNormal);
+        return;
+      case net::IoStatus::kError:
+        end("connection_lost", false, ByeReason::kNormal);
+        return;
+    }
+  }
+}
+
+bool DeviceSession::handleFrame(uint8_t type, std::span<const uint8_t> body) {
+  if (state_ == State::kClosed) return false;
+  gateway_.stats().framesIn.inc();
+  protocol::Frame frame;
+  if (auto err = protocol::decode(type, body, frame); err != protocol::DecodeError::kNone) {
+    fail(errorFor(err), protocol::byeReasonFor(err), protocol::decodeErrorName(err));
+    return false;
+  }
+  if (state_ == State::kAwaitHello && !std::holds_alternative<protocol::Hello>(frame)) {
+    fail(ErrorReason::kProtocolError, ByeReason::kProtocolError, "first frame must be HELLO");
+    return false;
+  }
+  std::visit(
+      [this](const auto& f) {
+        using T = std::decay_t<decltype(f)>;
+        if constexpr (std::is_same_v<T, protocol::Hello>) {
+          handleHello(f);
+        } else if constexpr (std::is_same_v<T, protocol::Msg>) {
+          handleMsg(f);
+        } else if constexpr (std::is_same_v<T, protocol::Ack>) {
+          handleAck(f);
+        } else if constexpr (std::is_same_v<T, protocol::Ping>) {
+          sendFrame(protocol::Pong{f.nonce});
+        } else if constexpr (std::is_same_v<T, protocol::Pong>) {
+          pingOutstanding_ = false;
+        } else if constexpr (std::is_same_v<T, protocol::Log>) {
+          gateway_.stats().logsForwarded.inc();
+          gateway_.bus().publishLog(deviceId_, protocol::logLevelName(f.level), f.text);
+        } else if constexpr (std::is_same_v<T, protocol::Bye>) {
+          end("bye", false, ByeReason::kNormal);
+        } else {
+          fail(ErrorReason::kProtocolError, ByeReason::kProtocolError,
+               "frame type not valid from a device");
+        }
+      },
+      frame);
+  return state_ != State::kClosed;
+}
+
+void DeviceSession::handleHello(const protocol::Hello& hello) {
+  if (state_ != State::kAwaitHello) {
+    fail(ErrorReason::kProtocolError, ByeReason::kProtocolError, "HELLO sent twice");
+    return;
+  }
+  if (hello.version != protocol::kVersion) {
+    fail(ErrorReason::kUnsupportedVersion, ByeReason::kUnsupportedVersion,
+         "protocol version " + std::to_string(hello.version) + " not supported");
+    return;
+  }
+  codeId_.assign(hello.codeId);
+  epochMs_ = gateway_.nextEpochMs();
+  state_ = State::kOnline;
+  gateway_.onDeviceOnline(*this);
+  if (state_ != State::kOnline) return;
+  protocol::Welcome welcome{
+      protocol::kVersion, (static_cast<uint64_t>(connectionId_) << 32) ^ epochMs_,
+      static_cast<uint16_t>(gateway_.config().keepalive.count()), epochMs_, gateway_.config().node};
+  sendFrame(welcome);
+}
+
+void DeviceSession::handleMsg(const protocol::Msg& msg) {
+  ++inflightPublishes_;
+  gateway_.bus().publishDeviceMessage(deviceId_, msg.event, msg.payload,
+                                      Gateway::publishToken(connectionId_, msg.id, msg.ackWanted));
+  if (inflightPublishes_ >= gateway_.config().maxInflightPublishes && !readPaused_) {
+    // The broker is behind: stop reading this device until it catches up.
+    readPaused_ = true;
+    gateway_.stats().readPauses.inc();
+    updateInterest();
+  }
+}
+
+void DeviceSession::onPublished(uint32_t messageId, bool ackWanted, bool ok) {
+  if (inflightPublishes_ > 0) --inflightPublishes_;
+  (ok ? gateway_.stats().messagesPublished : gateway_.stats().messagesPublishFailed).inc();
+  if (state_ != State::kOnline) return;
+  if (ackWanted) {
+    sendFrame(
+        protocol::Ack{messageId, ok ? protocol::AckStatus::kOk : protocol::AckStatus::kFailed});
+  }
+  if (readPaused_ && inflightPublishes_ <= gateway_.config().maxInflightPublishes / 2) {
+    readPaused_ = false;
+    lastReceived_ = gateway_.nowSeconds();  // the keepalive clock restarts with reading
+    updateInterest();
+    readAvailable();
+  }
+}
+
+void DeviceSession::deliver(const bus::AgentMessage& message) {
+  GatewayStats& stats = gateway_.stats();
+  if (state_ != State::kOnline) {
+    stats.messagesUndeliverable.inc();
+    return;
+  }
+  PendingDelivery d{nextOutgoingId_++, ++deliverySeq_, message.event, message.correlation};
+  if (nextOutgoingId_ == 0) nextOutgoingId_ = 1;
+  bool ackWanted = message.qos > 0;
+  // A frame over the device's limit would make the device hang up; refuse it here instead.
+  bool tooLarge = message.payload.size() > protocol::kMaxPayload;
+  if (tooLarge || (ackWanted && pending_.size() >= gateway_.config().maxPendingDeliveries)) {
+    stats.messagesUndeliverable.inc();
+    if (ackWanted) publishReceipt(d, "rejected");
+    return;
+  }
+  auto payload = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(message.payload.data()),
+                                          message.payload.size());
+  protocol::Msg frame{d.id, ackWanted, message.event, payload};
+  // Pending before sending: if the send closes the session (output overflow), this message
+  // gets its "failed" receipt with the others.
+  if (ackWanted) pending_.push_back(std::move(d));
+  sendFrame(frame);
+}
+
+void DeviceSession::handleAck(const protocol::Ack& ack) {
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    if (it->id != ack.id) continue;
+    bool delivered = ack.status == protocol::AckStatus::kOk;
+    if (delivered) gateway_.stats().messagesDelivered.inc();
+    // kFailed means a retry may work; kRejected that it will not.
+    publishReceipt(*it, delivered                                      ? "delivered"
+                        : ack.status == protocol::AckStatus::kRejected ? "rejected"
+                                                                       : "failed");
+    pending_.erase(it);
+    if (pending_.empty()) pending_.shrink_to_fit();
+    return;
+  }
+  log::debug(kComp, "ACK for unknown message ignored", {{"device", deviceId_}, {"id", ack.id}});
+}
+
+void DeviceSession::publishReceipt(const PendingDelivery& d, std::string_view status) {
+  gateway_.bus().publishReceipt(
+      deviceId_, bus::Receipt{d.event, d.seq, status, d.correlation, gateway_.config().node});
+}
+
+template <typename FrameT>
+void DeviceSession::sendFrame(const FrameT& frame) {
+  if (state_ == State::kClosed) return;
+  std::vector<uint8_t>& scratch = gateway_.frameScratch();
+  scratch.clear();
+  protocol::encode(frame, scratch);
+  gateway_.stats().framesOut.inc();
+  write(scratch);
+}
+
+void DeviceSession::write(std::span<const uint8_t> bytes) {
+  if (!output_.empty()) {
+    if (output_.size() + bytes.size() > gateway_.config().maxOutputBuffer) {
+      fail(ErrorReason::kOutputOverflow, ByeReason::kOverloaded, "device is not reading");
+      return;
+    }
+    output_.insert(output_.end(), bytes.begin(), bytes.end());
+    return;
+  }
+  while (!bytes.empty()) {
+    net::IoResult r = transport_->write(bytes);
+    if (r.status == net::IoStatus::kOk) {
+      gateway_.stats().bytesOut.inc(r.bytes);
+      bytes = bytes.subspan(r.bytes);
+      continue;
+    }
+    if (r.status == net::IoStatus::kWantWrite || r.status == net::IoStatus::kWantRead) {
+      output_.assign(bytes.begin(), bytes.end());
+      updateInterest();
+      return;
+    }
+    end("connection_lost", false, ByeReason::kNormal);
+    return;
+  }
+}
+
+void DeviceSession::flushOutput() {
+  std::size_t done = 0;
+  while (done < output_.size()) {
+    net::IoResult r = transport_->write(std::span(output_).subspan(done));
+    if (r.status != net::IoStatus::kOk) {
+      if (r.status == net::IoStatus::kWantWrite || r.status == net::IoStatus::kWantRead) break;
+      end("connection_lost", false, ByeReason::kNormal);
+      return;
+    }
+    gateway_.stats().bytesOut.inc(r.bytes);
+    done += r.bytes;
+  }
+  output_.erase(output_.begin(), output_.begin() + static_cast<std::ptrdiff_t>(done));
+  // An idle connection keeps no buffer.
+  if (output_.empty()) output_.shrink_to_fit();
+  updateInterest();
+}
+
+void DeviceSession::sweep(uint32_t now) {
+  const GatewayConfig& cfg = gateway_.config();
+  if (state_ == State::kHandshake || state_ == State::kAwaitHello) {
+    if (now - createdAt_ >= static_cast<uint32_t>(cfg.handshakeTimeout.count())) {
+      fail(
+          ErrorReason::kHandshakeTimeout, ByeReason::kProtocolError,
+          state_ == State::kHandshake ? "TLS handshake not completed in time" : "no HELLO in time");
+    }
+    return;
+  }
+  // A paused device is silent because we stopped reading it, not because it is gone.
+  if (state_ != State::kOnline || readPaused_) return;
+  auto keepalive = static_cast<uint32_t>(cfg.keepalive.count());
+  uint32_t silent = now - lastReceived_;
+  if (silent * 2 >= keepalive * 3) {
+    fail(ErrorReason::kKeepaliveTimeout, ByeReason::kKeepaliveTimeout,
+         "silent for " + std::to_string(silent) + " s");
+  } else if (silent >= keepalive && !pingOutstanding_) {
+    pingOutstanding_ = true;
+    sendFrame(protocol::Ping{gateway_.wallMs()});
+  }
+}
+
+void DeviceSession::fail(ErrorReason error, ByeReason bye, std::string_view detail) {
+  if (state_ == State::kClosed) return;
+  gateway_.stats().count(error);
+  if (error == ErrorReason::kHandshakeFailed) gateway_.stats().handshakesFailed.inc();
+  log::warn(kComp, "closing connection",
+            {{"conn", connectionId_},
+             {"device", deviceId_.empty() ? std::string("-") : deviceId_},
+             {"reason", errorReasonName(error)},
+             {"detail", detail}});
+  closeNow(errorReasonName(error), state_ != State::kHandshake, bye);
+}
+
+void DeviceSession::end(std::string_view why, bool sendBye, ByeReason bye) {
+  if (state_ == State::kClosed) return;
+  log::info(kComp, "connection ended",
+            {{"conn", connectionId_},
+             {"device", deviceId_.empty() ? std::string("-") : deviceId_},
+             {"reason", why}});
+  closeNow(why, sendBye && state_ != State::kHandshake, bye);
+}
+
+void DeviceSession::closeNow(std::string_view why, bool sendBye, ByeReason bye) {
+  if (sendBye) {
+    std::vector<uint8_t>& scratch = gateway_.frameScratch();
+    scratch.clear();
+    protocol::encode(protocol::Bye{bye, why}, scratch);
+    // Best effort: a device that does not read will not get it, and that is fine.
+    if (output_.empty()) transport_->write(scratch);
+  }
+  if (state_ != State::kHandshake) transport_->shutdown();
+  State was = state_;
+  state_ = State::kClosed;
+  gateway_.loop().unwatch(fd_);
+  interest_ = 0;
+  for (const auto& d : pending_) publishReceipt(d, "failed");
+  pending_.clear();
+  gateway_.onSessionClosed(*this, was == State::kOnline, why);
+}
+
+}  // namespace impgate::gateway

@@ -1,0 +1,103 @@
+// DeviceSession: one device's connection to this gateway node, from the TLS handshake to BYE.
+//
+// Owned by the Gateway, driven by its reactor: readiness events arrive through onIoEvents(),
+// deadlines through sweep(), agent messages through deliver(), broker acknowledgements through
+// onPublished(). The session never destroys itself: close() hands it back to the Gateway,
+// which releases it after the current reactor pass.
+//
+// Kept compact on purpose (no per-connection timers, buffers only while they hold data): a
+// gateway holds tens of thousands of these.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bus/device_bus/device_bus.h"
+#include "gateway/base/net/event_loop.h"
+#include "gateway/base/net/transport.h"
+#include "gateway/base/protocol/codec.h"
+#include "gateway/base/protocol/frame_reader.h"
+#include "gateway/daemon/gateway_stats.h"
+
+namespace impgate::gateway {
+
+class Gateway;
+
+class DeviceSession final : public net::IoHandler {
+ public:
+  enum class State : uint8_t { kHandshake, kAwaitHello, kOnline, kClosed };
+
+  DeviceSession(Gateway& gateway, uint32_t connectionId, int fd,
+                std::unique_ptr<net::Transport> transport);
+  ~DeviceSession() override;
+  DeviceSession(const DeviceSession&) = delete;
+  DeviceSession& operator=(const DeviceSession&) = delete;
+
+  void onIoEvents(uint32_t events) override;
+  // Called about once a second: handshake deadline, keepalive ping and timeout.
+  void sweep(uint32_t nowSeconds);
+  // An agent message for this device.
+  void deliver(const bus::AgentMessage& message);
+  // The broker's answer to a publish this session started.
+  void onPublished(uint32_t messageId, bool ackWanted, bool ok);
+
+  // Closes after a failure: counts and logs `error`, sends BYE `bye` when the protocol allows.
+  void fail(ErrorReason error, protocol::ByeReason bye, std::string_view detail);
+  // Closes without an error: `why` ends up in logs and in the offline presence.
+  void end(std::string_view why, bool sendBye, protocol::ByeReason bye);
+
+  State state() const { return state_; }
+  uint32_t connectionId() const { return connectionId_; }
+  const std::string& deviceId() const { return deviceId_; }
+  uint64_t epochMs() const { return epochMs_; }
+  const std::string& codeId() const { return codeId_; }
+
+ private:
+  // An agent message sent to the device, waiting for its ACK.
+  struct PendingDelivery {
+    uint32_t id;
+    uint64_t seq;
+    std::string event;
+    std::string correlation;
+  };
+
+  void driveHandshake();
+  void readAvailable();
+  void flushOutput();
+  bool handleFrame(uint8_t type, std::span<const uint8_t> body);
+  void handleHello(const protocol::Hello& hello);
+  void handleMsg(const protocol::Msg& msg);
+  void handleAck(const protocol::Ack& ack);
+  // Encodes `frame` into the gateway's scratch buffer and writes or queues it.
+  template <typename FrameT>
+  void sendFrame(const FrameT& frame);
+  void write(std::span<const uint8_t> bytes);
+  void updateInterest();
+  void closeNow(std::string_view why, bool sendBye, protocol::ByeReason bye);
+  void publishReceipt(const PendingDelivery& d, std::string_view status);
+
+  Gateway& gateway_;
+  std::unique_ptr<net::Transport> transport_;
+  std::string deviceId_;
+  std::string codeId_;
+  protocol::FrameReader reader_;
+  std::vector<uint8_t> output_;  // bytes the transport has not taken yet; empty when idle
+  std::vector<PendingDelivery> pending_;
+  uint64_t epochMs_ = 0;
+  uint64_t deliverySeq_ = 0;
+  uint32_t connectionId_;
+  uint32_t createdAt_;     // gateway seconds
+  uint32_t lastReceived_;  // gateway seconds
+  uint32_t nextOutgoingId_ = 1;
+  uint32_t inflightPublishes_ = 0;
+  int fd_;
+  uint32_t interest_ = 0;
+  State state_ = State::kHandshake;
+  bool pingOutstanding_ = false;
+  bool readPaused_ = false;
+};
+
+}  // namespace impgate::gateway

@@ -1,0 +1,144 @@
+#include "gateway/daemon/gateway_config.h"
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+
+#include "bus/topics/topic_scheme.h"
+#include "gateway/base/names.h"
+
+namespace impgate::gateway {
+namespace {
+
+std::string trim(const std::string& s) {
+  auto b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return {};
+  auto e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+template <typename N>
+std::optional<std::string> parseNumber(const std::string& key, const std::string& v, N& out) {
+  N value{};
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
+  if (ec != std::errc() || p != v.data() + v.size()) {
+    return "setting '" + key + "' needs a number, got '" + v + "'";
+  }
+  out = value;
+  return std::nullopt;
+}
+
+std::optional<std::string> parseBool(const std::string& key, const std::string& v, bool& out) {
+  if (v == "true" || v == "yes" || v == "on" || v == "1") {
+    out = true;
+  } else if (v == "false" || v == "no" || v == "off" || v == "0") {
+    out = false;
+  } else {
+    return "setting '" + key + "' needs true or false, got '" + v + "'";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> parseSeconds(const std::string& key, const std::string& v,
+                                        std::chrono::seconds& out) {
+  long n = 0;
+  if (auto err = parseNumber(key, v, n)) return err;
+  if (n <= 0) return "setting '" + key + "' must be positive";
+  out = std::chrono::seconds(n);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> applySetting(const std::string& rawKey, const std::string& v,
+                                        GatewayConfig& c) {
+  std::string key = rawKey;
+  for (char& ch : key) {
+    if (ch == '_') ch = '-';
+  }
+  using Setter = std::function<std::optional<std::string>()>;
+  auto text = [&](std::string& field) -> Setter {
+    return [&field, &v] {
+      field = v;
+      return std::nullopt;
+    };
+  };
+  const std::map<std::string, Setter> setters = {
+      {"home", text(c.home)},
+      {"listen", text(c.listen)},
+      {"metrics", text(c.metrics)},
+      {"node", text(c.node)},
+      {"reuse-port", [&] { return parseBool(key, v, c.reusePort); }},
+      {"broker", text(c.broker)},
+      {"prefix", text(c.prefix)},
+      {"mqtt-version", [&] { return parseNumber(key, v, c.mqttVersion); }},
+      {"mqtt-username", text(c.mqttUsername)},
+      {"mqtt-password", text(c.mqttPassword)},
+      {"mqtt-ca", text(c.mqttCaFile)},
+      {"mqtt-cert", text(c.mqttCertFile)},
+      {"mqtt-key", text(c.mqttKeyFile)},
+      {"mqtt-buffer", [&] { return parseNumber(key, v, c.mqttBuffer); }},
+      {"tls-cert", text(c.tlsCert)},
+      {"tls-key", text(c.tlsKey)},
+      {"tls-client-ca", text(c.tlsClientCa)},
+      {"allow-tls12", [&] { return parseBool(key, v, c.allowTls12); }},
+      {"keepalive", [&] { return parseSeconds(key, v, c.keepalive); }},
+      {"handshake-timeout", [&] { return parseSeconds(key, v, c.handshakeTimeout); }},
+      {"max-frame", [&] { return parseNumber(key, v, c.maxFrame); }},
+      {"max-connections", [&] { return parseNumber(key, v, c.maxConnections); }},
+      {"max-inflight", [&] { return parseNumber(key, v, c.maxInflightPublishes); }},
+      {"max-pending-deliveries", [&] { return parseNumber(key, v, c.maxPendingDeliveries); }},
+      {"max-output-buffer", [&] { return parseNumber(key, v, c.maxOutputBuffer); }},
+      {"log-level", text(c.logLevel)},
+  };
+  auto it = setters.find(key);
+  if (it == setters.end()) return "unknown setting '" + rawKey + "'";
+  return it->second();
+}
+
+std::optional<std::string> applyConfigFile(const std::string& path, GatewayConfig& config) {
+  std::ifstream in(path);
+  if (!in) return "cannot read config file " + path;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    // '#' starts a comment at the start of a line or after white space, so values such as
+    // passwords may still contain it.
+    for (std::size_t i = 0; i < line.size(); ++i) {
+      if (line[i] == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
+        line.erase(i);
+        break;
+      }
+    }
+    line = trim(line);
+    if (line.empty()) continue;
+    auto eq = line.find('=');
+    if (eq == std::string::npos) {
+      return path + ":" + std::to_string(number) + ": expected 'key = value'";
+    }
+    if (auto err = applySetting(trim(line.substr(0, eq)), trim(line.substr(eq + 1)), config)) {
+      return path + ":" + std::to_string(number) + ": " + *err;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> validate(const GatewayConfig& c) {
+  if (!bus::TopicScheme::isValidPrefix(c.prefix)) {
+    return "invalid topic prefix '" + c.prefix + "' (levels of [A-Za-z0-9._-] separated by '/')";
+  }
+  if (!isValidDeviceId(c.node)) {
+    return "invalid node name '" + c.node + "' (1-64 characters of [A-Za-z0-9._-])";
+  }
+  if (c.mqttVersion != 5 && c.mqttVersion != 3 && c.mqttVersion != 4) {
+    return "mqtt-version must be 5 or 3 (3.1.1)";
+  }
+  if (c.keepalive.count() > 65535) return "keepalive must be at most 65535 seconds";
+  if (c.mqttBuffer <= 0) return "mqtt-buffer must be positive";
+  if (c.maxConnections == 0) return "max-connections must be positive";
+  if (c.maxInflightPublishes == 0) return "max-inflight must be positive";
+  return std::nullopt;
+}
+
+}  // namespace impgate::gateway

@@ -1,0 +1,61 @@
+// The metrics of one gateway node, as named series in a metrics::Registry.
+//
+// Updated on the reactor thread with relaxed atomics and rendered by the metrics endpoint on
+// its own thread. Every series is created here at start-up, so the hot path only increments.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#include "gateway/base/metrics/registry.h"
+
+namespace impgate::gateway {
+
+// Why a connection was closed or refused; the label of impgate_errors_total.
+enum class ErrorReason : uint8_t {
+  kHandshakeFailed,   // TLS handshake error: foreign certificate, plain TCP, ...
+  kHandshakeTimeout,  // TLS + HELLO not finished in time (slowloris)
+  kBadIdentity,       // certificate without a usable device id
+  kFrameTooLarge,
+  kUnknownFrame,
+  kMalformed,
+  kInvalidName,
+  kUnsupportedVersion,
+  kProtocolError,  // a valid frame at the wrong time
+  kKeepaliveTimeout,
+  kOutputOverflow,  // the device did not read fast enough
+  kConnectionLimit,
+  kIoError,
+  kCount
+};
+
+std::string_view errorReasonName(ErrorReason reason);
+
+struct GatewayStats {
+  explicit GatewayStats(metrics::Registry& registry);
+
+  metrics::Gauge& connectionsOpen;  // TCP connections held, handshaking or not
+  metrics::Gauge& devicesOnline;    // sessions past HELLO
+  metrics::Gauge& busConnected;     // 1 while the MQTT connection is up
+  metrics::Counter& connectionsAccepted;
+  metrics::Counter& handshakesOk;
+  metrics::Counter& handshakesResumed;
+  metrics::Counter& handshakesFailed;
+  metrics::Counter& framesIn;
+  metrics::Counter& framesOut;
+  metrics::Counter& bytesIn;
+  metrics::Counter& bytesOut;
+  metrics::Counter& messagesPublished;      // device -> bus, acknowledged by the broker
+  metrics::Counter& messagesPublishFailed;  // device -> bus, refused or failed
+  metrics::Counter& messagesDelivered;      // bus -> device, acknowledged by the device
+  metrics::Counter& messagesUndeliverable;  // bus -> device, device gone or backlog full
+  metrics::Counter& logsForwarded;
+  metrics::Counter& readPauses;  // backpressure: reading a device paused
+  metrics::Counter& busDisconnects;
+  std::array<metrics::Counter*, static_cast<std::size_t>(ErrorReason::kCount)> errors{};
+
+  void count(ErrorReason r) { errors[static_cast<std::size_t>(r)]->inc(); }
+};
+
+}  // namespace impgate::gateway

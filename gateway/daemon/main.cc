@@ -1,0 +1,212 @@
+// impgate: the gateway daemon. Accepts devices over mutual TLS and bridges them onto MQTT.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <climits>
+#include <cstdio>
+#include <iostream>
+
+#include "bus/bridge/mqtt_bridge.h"
+#include "gateway/base/home.h"
+#include "gateway/base/log.h"
+#include "gateway/base/metrics/metrics_server.h"
+#include "gateway/daemon/gateway.h"
+
+namespace {
+
+using namespace impgate;
+
+constexpr std::string_view kComp = "main";
+
+// Blocks SIGINT/SIGTERM in every thread (Paho's included, which inherit the mask) and returns
+// a signalfd the reactor watches, so shutdown starts on the reactor thread.
+int blockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+class SignalWatcher final : public net::IoHandler {
+ public:
+  SignalWatcher(int fd, std::function<void()> onSignal) : fd_(fd), onSignal_(std::move(onSignal)) {}
+  void onIoEvents(uint32_t) override {
+    signalfd_siginfo info{};
+    while (::read(fd_, &info, sizeof info) == sizeof info) {
+      log::info(kComp, "signal received, stopping", {{"signal", static_cast<int>(info.ssi_signo)}});
+      onSignal_();
+    }
+  }
+
+ private:
+  int fd_;
+  std::function<void()> onSignal_;
+};
+
+std::string defaultNodeName() {
+  char host[HOST_NAME_MAX + 1] = {};
+  if (gethostname(host, sizeof host) != 0 || host[0] == '\0') return "impgate";
+  std::string name;
+  for (char c : std::string(host)) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.';
+    name.push_back(ok ? c : '-');
+  }
+  return name.substr(0, 64);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gateway::GatewayConfig config;
+  std::string configFile;
+  std::map<std::string, std::string> flags;
+
+  CLI::App app{
+      "impgate: the imp gateway. Devices connect over mutual TLS; their messages are "
+      "bridged onto an MQTT broker where agents subscribe."};
+  app.add_option("--config", configFile, "Config file of `key = value` lines");
+  // Every setting is also a flag; flags override the config file.
+  const std::vector<std::pair<std::string, std::string>> settings = {
+      {"home", "impgate home (CA, gateway credentials); default $IMPGATE_HOME or ./.impgate"},
+      {"broker",
+       "MQTT broker URI: tcp://HOST:PORT or ssl://HOST:PORT (default tcp://127.0.0.1:1883)"},
+      {"listen", "Device listener HOST:PORT (default 0.0.0.0:31314)"},
+      {"node", "Node name (default: host name)"},
+      {"metrics", "Prometheus endpoint HOST:PORT, or 'off' (default 127.0.0.1:9464)"},
+      {"prefix", "Topic prefix (default imp)"},
+      {"mqtt-version", "MQTT protocol version: 5 or 3 (3.1.1)"},
+      {"mqtt-username", "Broker user name"},
+      {"mqtt-password", "Broker password"},
+      {"mqtt-ca", "CA file verifying an ssl:// broker"},
+      {"mqtt-cert", "Client certificate for the broker"},
+      {"mqtt-key", "Client key for the broker"},
+      {"mqtt-buffer", "Messages buffered while the broker is unreachable"},
+      {"tls-cert", "Gateway certificate (default: home/gateway/gateway.crt)"},
+      {"tls-key", "Gateway key (default: home/gateway/gateway.key)"},
+      {"tls-client-ca", "CA that issues device certificates (default: home/ca/ca.crt)"},
+      {"allow-tls12", "Accept TLS 1.2 as well as 1.3 (true/false)"},
+      {"keepalive", "Seconds of silence before a PING; silence of 1.5x drops the device"},
+      {"handshake-timeout", "Seconds allowed for TLS handshake and HELLO"},
+      {"max-frame", "Largest frame accepted, in bytes"},
+      {"max-connections", "Connections held at most"},
+      {"max-inflight", "Unacknowledged publishes per device before reading pauses"},
+      {"max-pending-deliveries", "Agent messages awaiting a device ACK, per device"},
+      {"max-output-buffer", "Bytes queued for a device that does not read"},
+      {"reuse-port", "SO_REUSEPORT on the listener (true/false)"},
+      {"log-level", "debug, info, warn or error"},
+  };
+  for (const auto& [name, help] : settings) {
+    app.add_option("--" + name, flags[name], help);
+  }
+  CLI11_PARSE(app, argc, argv);
+
+  if (!configFile.empty()) {
+    if (auto err = gateway::applyConfigFile(configFile, config)) {
+      std::cerr << "impgate: " << *err << "\n";
+      return 2;
+    }
+  }
+  for (const auto& [name, value] : flags) {
+    if (app.count("--" + name) == 0) continue;
+    if (auto err = gateway::applySetting(name, value, config)) {
+      std::cerr << "impgate: " << *err << "\n";
+      return 2;
+    }
+  }
+  if (config.node.empty()) config.node = defaultNodeName();
+  if (config.metrics == "off") config.metrics.clear();
+  log::Level level;
+  if (!log::parseLevel(config.logLevel, level)) {
+    std::cerr << "impgate: invalid log level '" << config.logLevel << "'\n";
+    return 2;
+  }
+  log::setLevel(level);
+  if (auto err = gateway::validate(config)) {
+    std::cerr << "impgate: " << *err << "\n";
+    return 2;
+  }
+
+  Home home = Home::resolve(config.home);
+  net::TlsServerOptions tlsOptions;
+  tlsOptions.certFile = config.tlsCert.empty() ? home.gatewayCert().string() : config.tlsCert;
+  tlsOptions.keyFile = config.tlsKey.empty() ? home.gatewayKey().string() : config.tlsKey;
+  tlsOptions.clientCaFile =
+      config.tlsClientCa.empty() ? home.caCert().string() : config.tlsClientCa;
+  tlsOptions.allowTls12 = config.allowTls12;
+  std::string error;
+  auto tls = net::TlsContext::server(tlsOptions, error);
+  if (!tls) {
+    std::cerr << "impgate: " << error << "\n"
+              << "impgate: create the fleet CA and gateway credentials with `impctl ca init`\n";
+    return 1;
+  }
+
+  int signalFd = blockTerminationSignals();
+  net::EventLoop loop;
+  metrics::Registry registry;
+  gateway::GatewayStats stats(registry);
+  gateway::Gateway gw(loop, config, *tls, stats);
+
+  bus::MqttBridgeOptions busOptions;
+  busOptions.brokerUri = config.broker;
+  busOptions.username = config.mqttUsername;
+  busOptions.password = config.mqttPassword;
+  busOptions.caFile = config.mqttCaFile;
+  busOptions.certFile = config.mqttCertFile;
+  busOptions.keyFile = config.mqttKeyFile;
+  busOptions.prefix = config.prefix;
+  busOptions.node = config.node;
+  busOptions.mqttVersion = config.mqttVersion == 5 ? 5 : 4;
+  busOptions.maxBuffered = config.mqttBuffer;
+  bus::MqttBridge bridge(loop, busOptions, gw);
+  gw.setBus(bridge);
+
+  if (!gw.start(error)) {
+    std::cerr << "impgate: " << error << "\n";
+    return 1;
+  }
+  if (!bridge.start(error)) {
+    std::cerr << "impgate: " << error << "\n";
+    return 1;
+  }
+
+  std::unique_ptr<metrics::MetricsServer> metricsServer;
+  if (!config.metrics.empty()) {
+    metrics::MetricsServer::Options metricsOptions;
+    auto colon = config.metrics.rfind(':');
+    unsigned long metricsPort = 0;
+    if (colon == std::string::npos ||
+        !CLI::detail::lexical_cast(config.metrics.substr(colon + 1), metricsPort) ||
+        metricsPort > 65535) {
+      std::cerr << "impgate: --metrics needs HOST:PORT, got '" << config.metrics << "'\n";
+      return 2;
+    }
+    metricsOptions.host = config.metrics.substr(0, colon);
+    metricsOptions.port = static_cast<uint16_t>(metricsPort);
+    metricsServer = std::make_unique<metrics::MetricsServer>(registry, metricsOptions);
+    if (!metricsServer->start(&error)) {
+      std::cerr << "impgate: metrics: " << error << "\n";
+      return 1;
+    }
+    log::info(kComp, "metrics endpoint", {{"address", config.metrics}});
+  }
+
+  SignalWatcher signals(signalFd, [&] { loop.stop(); });
+  loop.watch(signalFd, EPOLLIN, &signals);
+  log::info(kComp, "impgate started",
+            {{"node", config.node}, {"broker", config.broker}, {"home", home.root().string()}});
+  loop.run();
+
+  gw.shutdown();
+  bridge.stop(std::chrono::seconds(3));
+  if (metricsServer) metricsServer->stop();
+  log::info(kComp, "impgate stopped");
+  ::close(signalFd);
+  return 0;
+}

@@ -1,0 +1,133 @@
+#include "gateway/base/metrics/metrics_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+
+using impgate::metrics::MetricsServer;
+using impgate::metrics::Registry;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// A connected client socket to 127.0.0.1:port whose reads give up after 5 s.
+int connectTo(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  return fd;
+}
+
+// Sends `request` and returns everything the server sends until it closes.
+std::string exchange(uint16_t port, const std::string& request) {
+  int fd = connectTo(port);
+  REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size()));
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+std::string body(const std::string& resp) {
+  auto pos = resp.find("\r\n\r\n");
+  return pos == std::string::npos ? std::string() : resp.substr(pos + 4);
+}
+
+struct Served {
+  Registry reg;
+  MetricsServer server{reg, {.host = "127.0.0.1", .port = 0}};
+  Served() {
+    reg.counter("impgate_frames_total", "Frames.").inc(3);
+    REQUIRE(server.start());
+    REQUIRE(server.port() != 0);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("GET /metrics serves the registry over HTTP/1.1") {
+  Served s;
+  auto resp = exchange(s.server.port(), "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  CHECK(resp.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(resp.find("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n") !=
+        std::string::npos);
+  CHECK(resp.find("Connection: close\r\n") != std::string::npos);
+  CHECK(body(resp) == s.reg.render());
+  auto len = "Content-Length: " + std::to_string(body(resp).size()) + "\r\n";
+  CHECK(resp.find(len) != std::string::npos);
+  CHECK(body(resp).find("impgate_frames_total 3\n") != std::string::npos);
+}
+
+TEST_CASE("other paths get 404, other methods 405, garbage 400") {
+  Served s;
+  CHECK(exchange(s.server.port(), "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+  CHECK(exchange(s.server.port(), "GET /metricsx HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+  auto post = exchange(s.server.port(), "POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+  CHECK(post.starts_with("HTTP/1.1 405 "));
+  CHECK(post.find("Allow: GET\r\n") != std::string::npos);
+  CHECK(exchange(s.server.port(), "\x16\x03\x01garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));
+  std::string huge = "GET /metrics HTTP/1.1\r\nX: " + std::string(10000, 'a');
+  CHECK(exchange(s.server.port(), huge).starts_with("HTTP/1.1 431 "));
+}
+
+TEST_CASE("a silent client does not hold up a scrape, and is dropped at its deadline") {
+  Registry reg;
+  MetricsServer server(reg,
+                       {.host = "127.0.0.1", .port = 0, .clientTimeout = std::chrono::seconds(2)});
+  REQUIRE(server.start());
+  int silent = connectTo(server.port());
+  ::send(silent, "GET /met", 8, MSG_NOSIGNAL);  // half a request, then nothing
+
+  auto t0 = Clock::now();
+  CHECK(exchange(server.port(), "GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 "));
+  CHECK(Clock::now() - t0 < std::chrono::seconds(1));
+
+  // The server closes the silent connection once its 2 s are up (recv gives up after 5 s).
+  char c;
+  CHECK(::recv(silent, &c, 1, 0) == 0);
+  CHECK(Clock::now() - t0 < std::chrono::milliseconds(4500));
+  ::close(silent);
+}
+
+TEST_CASE("stop() returns promptly with clients connected, and is idempotent") {
+  Registry reg;
+  MetricsServer server(reg, {});
+  REQUIRE(server.start());
+  int idle = connectTo(server.port());
+  auto t0 = Clock::now();
+  server.stop();
+  CHECK(Clock::now() - t0 < std::chrono::seconds(1));
+  server.stop();
+  char c;
+  CHECK(::recv(idle, &c, 1, 0) <= 0);
+  ::close(idle);
+}
+
+TEST_CASE("start() reports a port that is taken") {
+  Registry reg;
+  MetricsServer first(reg, {});
+  REQUIRE(first.start());
+  MetricsServer second(reg, {.host = "127.0.0.1", .port = first.port()});
+  std::string error;
+  CHECK_FALSE(second.start(&error));
+  CHECK(error.find("bind") != std::string::npos);
+}

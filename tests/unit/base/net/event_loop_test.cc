@@ -1,0 +1,258 @@
+#include "gateway/base/net/event_loop.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+using impgate::net::EventLoop;
+using impgate::net::IoHandler;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Counts the events it receives and remembers the last mask; reads what is readable when asked.
+struct RecordingHandler final : IoHandler {
+  int fd = -1;
+  bool drain = false;
+  int calls = 0;
+  uint32_t lastEvents = 0;
+  std::string received;
+  std::function<void()> then;
+
+  void onIoEvents(uint32_t events) override {
+    ++calls;
+    lastEvents = events;
+    if (drain) {
+      char buf[64];
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n > 0) received.append(buf, static_cast<std::size_t>(n));
+    }
+    if (then) then();
+  }
+};
+
+// Sets a flag when destroyed.
+struct Tracked {
+  bool& destroyed;
+  explicit Tracked(bool& flag) : destroyed(flag) {}
+  ~Tracked() { destroyed = true; }
+};
+
+// A connected AF_UNIX stream pair, closed with the test.
+struct SocketPair {
+  int fds[2] = {-1, -1};
+  SocketPair() {
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+  }
+  ~SocketPair() {
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+};
+
+// Stops `loop` from a timer after `limit`, so a test whose condition never comes still ends.
+void stopAfter(EventLoop& loop, std::chrono::milliseconds limit) {
+  loop.runAfter(limit, [&loop] { loop.stop(); });
+}
+
+}  // namespace
+
+TEST_CASE("post() from another thread runs the callback on the loop thread") {
+  EventLoop loop;
+  stopAfter(loop, 5s);
+  std::thread::id ranOn;
+  std::thread poster([&] {
+    loop.post([&] {
+      ranOn = std::this_thread::get_id();
+      loop.stop();
+    });
+  });
+  loop.run();
+  poster.join();
+  CHECK(ranOn == std::this_thread::get_id());
+}
+
+TEST_CASE("callbacks posted from several threads all run, each thread's in order") {
+  EventLoop loop;
+  stopAfter(loop, 5s);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 500;
+  std::vector<std::vector<int>> seen(kThreads);
+  int total = 0;
+  std::vector<std::thread> posters;
+  for (int t = 0; t < kThreads; ++t) {
+    posters.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        loop.post([&, t, i] {
+          seen[t].push_back(i);
+          if (++total == kThreads * kPerThread) loop.stop();
+        });
+      }
+    });
+  }
+  loop.run();
+  for (auto& p : posters) p.join();
+  REQUIRE(total == kThreads * kPerThread);
+  for (const auto& s : seen) {
+    REQUIRE(s.size() == kPerThread);
+    CHECK(std::is_sorted(s.begin(), s.end()));
+  }
+}
+
+TEST_CASE("runAfter() timers fire in the order of their deadlines, not of their creation") {
+  EventLoop loop;
+  std::vector<int> order;
+  loop.runAfter(30ms, [&] { order.push_back(3); });
+  loop.runAfter(10ms, [&] { order.push_back(1); });
+  loop.runAfter(20ms, [&] { order.push_back(2); });
+  loop.runAfter(40ms, [&] { loop.stop(); });
+  loop.run();
+  CHECK(order == std::vector<int>{1, 2, 3});
+}
+
+TEST_CASE("a cancelled runAfter() timer never fires") {
+  EventLoop loop;
+  bool fired = false;
+  auto id = loop.runAfter(10ms, [&] { fired = true; });
+  loop.cancel(id);
+  loop.runAfter(30ms, [&] { loop.stop(); });
+  loop.run();
+  CHECK_FALSE(fired);
+}
+
+TEST_CASE("runEvery() repeats until cancel() stops it") {
+  EventLoop loop;
+  stopAfter(loop, 5s);
+  int count = 0;
+  EventLoop::TimerId id = 0;
+  id = loop.runEvery(1ms, [&] {
+    if (++count == 3) {
+      // Cancelled from a posted callback: the next pass runs it before any due timer.
+      loop.post([&] {
+        loop.cancel(id);
+        // Several more intervals pass; a live timer would fire in them.
+        loop.runAfter(20ms, [&] { loop.stop(); });
+      });
+    }
+  });
+  loop.run();
+  CHECK(count == 3);
+}
+
+// The running timer is out of the timer queue while its callback runs; cancel() must still
+// reach it.
+TEST_CASE("a periodic timer that cancels itself from its own callback stops") {
+  EventLoop loop;
+  stopAfter(loop, 5s);
+  int count = 0;
+  EventLoop::TimerId id = 0;
+  id = loop.runEvery(1ms, [&] {
+    if (++count == 3) {
+      loop.cancel(id);
+      loop.runAfter(20ms, [&] { loop.stop(); });
+    }
+  });
+  loop.run();
+  CHECK(count == 3);
+}
+
+TEST_CASE("stop() from another thread makes run() return") {
+  EventLoop loop;
+  std::promise<void> running;
+  loop.post([&] { running.set_value(); });
+  auto returned = std::async(std::launch::async, [&] { loop.run(); });
+  REQUIRE(running.get_future().wait_for(5s) == std::future_status::ready);
+  loop.stop();
+  CHECK(loop.stopping());
+  REQUIRE(returned.wait_for(5s) == std::future_status::ready);
+}
+
+TEST_CASE("deferDelete() destroys the object after the current pass, not inside the callback") {
+  EventLoop loop;
+  stopAfter(loop, 5s);
+  bool destroyed = false;
+  bool aliveInCallback = false;
+  bool aliveLaterInPass = false;
+  bool goneNextPass = false;
+  auto object = std::make_unique<Tracked>(destroyed);
+  // Both callbacks are queued before the loop runs, so they run in the same pass.
+  loop.post([&] {
+    loop.deferDelete(std::move(object));
+    aliveInCallback = !destroyed;
+    // Posted from the loop thread: runs in the next pass.
+    loop.post([&] {
+      goneNextPass = destroyed;
+      loop.stop();
+    });
+  });
+  loop.post([&] { aliveLaterInPass = !destroyed; });
+  loop.run();
+  CHECK(aliveInCallback);
+  CHECK(aliveLaterInPass);
+  CHECK(goneNextPass);
+}
+
+TEST_CASE("objects still deferred when run() returns are destroyed") {
+  EventLoop loop;
+  bool destroyed = false;
+  loop.post([&] {
+    loop.deferDelete(std::make_unique<Tracked>(destroyed));
+    loop.stop();
+  });
+  loop.run();
+  CHECK(destroyed);
+}
+
+TEST_CASE("a watched socket delivers EPOLLIN to its handler until it is unwatched") {
+  EventLoop loop;
+  stopAfter(loop, 5s);
+  SocketPair pair;
+  RecordingHandler handler;
+  handler.fd = pair.fds[0];
+  handler.drain = true;
+  handler.then = [&] {
+    // Make it readable again, then unwatch it: level-triggered epoll would report it on every
+    // following pass if it were still registered.
+    REQUIRE(::write(pair.fds[1], "again", 5) == 5);
+    loop.unwatch(pair.fds[0]);
+    loop.post([&] { loop.post([&] { loop.stop(); }); });
+  };
+  REQUIRE(loop.watch(pair.fds[0], EPOLLIN, &handler));
+  REQUIRE(::write(pair.fds[1], "ping", 4) == 4);
+  loop.run();
+  CHECK(handler.calls == 1);
+  CHECK((handler.lastEvents & EPOLLIN) != 0);
+  CHECK(handler.received == "ping");
+}
+
+TEST_CASE("rewatch() switches a registered descriptor to the new events") {
+  EventLoop loop;
+  stopAfter(loop, 5s);
+  SocketPair pair;
+  RecordingHandler handler;
+  // Nothing to read, so EPOLLIN alone stays quiet; EPOLLOUT is ready at once.
+  REQUIRE(loop.watch(pair.fds[0], EPOLLIN, &handler));
+  REQUIRE(loop.rewatch(pair.fds[0], EPOLLIN | EPOLLOUT, &handler));
+  handler.then = [&] {
+    loop.unwatch(pair.fds[0]);
+    loop.stop();
+  };
+  loop.run();
+  CHECK(handler.calls == 1);
+  CHECK((handler.lastEvents & EPOLLOUT) != 0);
+}
+
+TEST_CASE("watch() refuses a descriptor epoll cannot take") {
+  EventLoop loop;
+  RecordingHandler handler;
+  CHECK_FALSE(loop.watch(-1, EPOLLIN, &handler));
+  CHECK_FALSE(loop.rewatch(-1, EPOLLIN, &handler));
+}
