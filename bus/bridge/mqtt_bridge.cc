@@ -238,17 +238,21 @@ void MqttBridge::publish(const std::string& topic, std::string_view payload, boo
 void MqttBridge::publishDeviceMessage(std::string_view device, std::string_view event,
                                       std::span<const uint8_t> payload, uint64_t token) {
   topics_.deviceOut(topicScratch_, device, event);
+  publishTracked(topicScratch_, payload, token);
+}
+
+void MqttBridge::publishTracked(const std::string& topic, std::span<const uint8_t> payload,
+                                uint64_t token) {
   try {
     if (token == 0) {
-      client_->publish(topicScratch_, payload.data(), payload.size(), kQos, false);
+      client_->publish(topic, payload.data(), payload.size(), kQos, false);
     } else {
-      client_->publish(topicScratch_, payload.data(), payload.size(), kQos, false, packToken(token),
-                       *this);
+      client_->publish(topic, payload.data(), payload.size(), kQos, false, packToken(token), *this);
     }
   } catch (const mqtt::exception& e) {
     // Typically the offline buffer is full: the device hears of it through a failed ACK.
-    log::warn(kComp, "device message not accepted by the bus client",
-              {{"device", device}, {"error", e.what()}});
+    log::warn(kComp, "device publish not accepted by the bus client",
+              {{"topic", topic}, {"error", e.what()}});
     if (token != 0) {
       auto alive = alive_;
       loop_.post([this, alive, token] {
@@ -268,10 +272,12 @@ void MqttBridge::publishPresence(std::string_view device, const Presence& p) {
   publish(topics_.deviceState(device), dumpJson(j), true);
 }
 
-void MqttBridge::publishLog(std::string_view device, std::string_view level,
-                            std::string_view text) {
+void MqttBridge::publishLog(std::string_view device, std::string_view level, std::string_view text,
+                            uint64_t token) {
   nlohmann::json j = {{"level", level}, {"text", text}, {"ts", wallMs()}};
-  publish(topics_.deviceLog(device), dumpJson(j), false);
+  std::string body = dumpJson(j);
+  publishTracked(topics_.deviceLog(device),
+                 std::span(reinterpret_cast<const uint8_t*>(body.data()), body.size()), token);
 }
 
 void MqttBridge::publishReceipt(std::string_view device, const Receipt& r) {

@@ -53,7 +53,8 @@ class MqttBridge final : public DeviceBus, private mqtt::iaction_listener {
   void publishDeviceMessage(std::string_view device, std::string_view event,
                             std::span<const uint8_t> payload, uint64_t token) override;
   void publishPresence(std::string_view device, const Presence& presence) override;
-  void publishLog(std::string_view device, std::string_view level, std::string_view text) override;
+  void publishLog(std::string_view device, std::string_view level, std::string_view text,
+                  uint64_t token) override;
   void publishReceipt(std::string_view device, const Receipt& receipt) override;
   void publishNodeState(std::size_t devices) override;
   void subscribeDevice(std::string_view device) override;
@@ -73,6 +74,8 @@ class MqttBridge final : public DeviceBus, private mqtt::iaction_listener {
   void resubscribeAll();
   void publish(const std::string& topic, std::string_view payload, bool retained,
                const mqtt::properties* props = nullptr);
+  // Publishes at QoS 1 and reports the outcome to the listener under `token` (none when 0).
+  void publishTracked(const std::string& topic, std::span<const uint8_t> payload, uint64_t token);
   std::string nodeStateJson(bool online, std::size_t devices) const;
 
   net::EventLoop& loop_;

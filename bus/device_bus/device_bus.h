@@ -27,8 +27,9 @@ struct Presence {
 // agent message.
 struct Receipt {
   std::string_view event;
-  uint64_t seq = 0;              // per-node sequence number of agent messages for this device
-  std::string_view status;       // "delivered", "rejected" or "failed"
+  uint64_t seq = 0;         // per-session sequence number of agent messages for this device; 0 when
+                            // the message arrived after the device's session had ended
+  std::string_view status;  // "delivered", "rejected" or "failed"
   std::string_view correlation;  // MQTT 5 correlation data of the agent's message, if any
   std::string_view node;
 };
@@ -60,8 +61,10 @@ class DeviceBus {
   virtual void publishDeviceMessage(std::string_view device, std::string_view event,
                                     std::span<const uint8_t> payload, uint64_t token) = 0;
   virtual void publishPresence(std::string_view device, const Presence& presence) = 0;
-  virtual void publishLog(std::string_view device, std::string_view level,
-                          std::string_view text) = 0;
+  // Publishes a device log line; onPublished(token, ...) follows unless token is 0, so log
+  // lines count against the same per-device limits as messages.
+  virtual void publishLog(std::string_view device, std::string_view level, std::string_view text,
+                          uint64_t token) = 0;
   virtual void publishReceipt(std::string_view device, const Receipt& receipt) = 0;
   // Retained node status; `devices` is the number of devices connected to this node.
   virtual void publishNodeState(std::size_t devices) = 0;

@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <variant>
 
 #include "gateway/base/log.h"
@@ -33,17 +34,22 @@ ErrorReason errorFor(protocol::DecodeError e) {
 
 }  // namespace
 
-DeviceSession::DeviceSession(Gateway& gateway, uint32_t connectionId, int fd,
+DeviceSession::DeviceSession(Gateway& gateway, ConnectionId connectionId, int fd,
                              std::unique_ptr<net::Transport> transport)
     : gateway_(gateway),
       transport_(std::move(transport)),
-      reader_(gateway.config().maxFrame ? gateway.config().maxFrame : protocol::kDefaultMaxFrame),
+      // Until WELCOME only a HELLO-sized frame is accepted: a peer that has not identified
+      // itself cannot make the gateway hold more.
+      reader_(protocol::kMaxHandshakeFrame),
       connectionId_(connectionId),
       createdAt_(gateway.nowSeconds()),
       lastReceived_(createdAt_),
       fd_(fd) {
   interest_ = EPOLLIN;
-  gateway_.loop().watch(fd_, interest_, this);
+  if (!gateway_.loop().watch(fd_, interest_, this)) {
+    interest_ = 0;
+    fail(ErrorReason::kIoError, ByeReason::kInternal, "cannot watch the connection");
+  }
 }
 
 DeviceSession::~DeviceSession() {
@@ -55,7 +61,10 @@ void DeviceSession::updateInterest() {
   uint32_t want = readPaused_ ? 0u : static_cast<uint32_t>(EPOLLIN);
   if (!output_.empty()) want |= EPOLLOUT;
   if (want == interest_) return;
-  gateway_.loop().rewatch(fd_, want, this);
+  if (!gateway_.loop().rewatch(fd_, want, this)) {
+    fail(ErrorReason::kIoError, ByeReason::kInternal, "cannot change the connection's events");
+    return;
+  }
   interest_ = want;
 }
 
@@ -72,6 +81,7 @@ void DeviceSession::onIoEvents(uint32_t events) {
   }
   if (events & EPOLLOUT) flushOutput();
   if (state_ != State::kClosed && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) readAvailable();
+  reaccount();
 }
 
 void DeviceSession::driveHandshake() {
@@ -112,6 +122,11 @@ void DeviceSession::driveHandshake() {
 }
 
 void DeviceSession::readAvailable() {
+  if (!held_.empty()) {
+    std::vector<uint8_t> held = std::move(held_);
+    held_.clear();
+    consume(held);
+  }
   std::span<uint8_t> buffer = gateway_.readBuffer();
   for (int i = 0; i < kReadsPerEvent && state_ != State::kClosed && !readPaused_; ++i) {
     net::IoResult r = transport_->read(buffer);
@@ -119,12 +134,7 @@ void DeviceSession::readAvailable() {
       case net::IoStatus::kOk: {
         lastReceived_ = gateway_.nowSeconds();
         gateway_.stats().bytesIn.inc(r.bytes);
-        auto err = reader_.feed(buffer.first(r.bytes), [this](uint8_t type, auto body) {
-          return handleFrame(type, body);
-        });
-        if (err != protocol::DecodeError::kNone && state_ != State::kClosed) {
-          fail(errorFor(err), protocol::byeReasonFor(err), protocol::decodeErrorName(err));
-        }
+        consume(buffer.first(r.bytes));
         break;
       }
       case net::IoStatus::kWantRead:
@@ -144,6 +154,19 @@ void DeviceSession::readAvailable() {
         return;
     }
   }
+}
+
+void DeviceSession::consume(std::span<const uint8_t> bytes) {
+  std::size_t consumed = 0;
+  auto err = reader_.feedUntil(
+      bytes, [this](uint8_t type, auto body) { return handleFrame(type, body) && !readPaused_; },
+      consumed);
+  if (state_ == State::kClosed) return;
+  if (err != protocol::DecodeError::kNone) {
+    fail(errorFor(err), protocol::byeReasonFor(err), protocol::decodeErrorName(err));
+    return;
+  }
+  if (consumed < bytes.size()) held_.assign(bytes.begin() + consumed, bytes.end());
 }
 
 bool DeviceSession::handleFrame(uint8_t type, std::span<const uint8_t> body) {
@@ -173,7 +196,9 @@ bool DeviceSession::handleFrame(uint8_t type, std::span<const uint8_t> body) {
           pingOutstanding_ = false;
         } else if constexpr (std::is_same_v<T, protocol::Log>) {
           gateway_.stats().logsForwarded.inc();
-          gateway_.bus().publishLog(deviceId_, protocol::logLevelName(f.level), f.text);
+          // A log line costs the bus like a message and counts against the same limit.
+          gateway_.bus().publishLog(deviceId_, protocol::logLevelName(f.level), f.text,
+                                    startPublish(0, false));
         } else if constexpr (std::is_same_v<T, protocol::Bye>) {
           end("bye", false, ByeReason::kNormal);
         } else {
@@ -195,7 +220,14 @@ void DeviceSession::handleHello(const protocol::Hello& hello) {
          "protocol version " + std::to_string(hello.version) + " not supported");
     return;
   }
+  if (uint32_t refusedFor = gateway_.admitSession(deviceId_)) {
+    fail(ErrorReason::kFlapping, ByeReason::kOverloaded,
+         "reconnecting too often; refused for " + std::to_string(refusedFor) + " s");
+    return;
+  }
   codeId_.assign(hello.codeId);
+  reader_.setMaxFrame(gateway_.config().maxFrame ? gateway_.config().maxFrame
+                                                 : protocol::kDefaultMaxFrame);
   epochMs_ = gateway_.nextEpochMs();
   state_ = State::kOnline;
   gateway_.onDeviceOnline(*this);
@@ -207,42 +239,73 @@ void DeviceSession::handleHello(const protocol::Hello& hello) {
 }
 
 void DeviceSession::handleMsg(const protocol::Msg& msg) {
-  ++inflightPublishes_;
-  gateway_.bus().publishDeviceMessage(deviceId_, msg.event, msg.payload,
-                                      Gateway::publishToken(connectionId_, msg.id, msg.ackWanted));
-  if (inflightPublishes_ >= gateway_.config().maxInflightPublishes && !readPaused_) {
-    // The broker is behind: stop reading this device until it catches up.
+  uint64_t token = startPublish(msg.id, msg.ackWanted);
+  gateway_.bus().publishDeviceMessage(deviceId_, msg.event, msg.payload, token);
+}
+
+uint64_t DeviceSession::startPublish(uint32_t messageId, bool ackWanted) {
+  // Tags are unique among this session's publishes in flight: at most maxInflightPublishes
+  // (validated to be far below 2^16) are, since reading stops at that many.
+  uint16_t tag = nextTag_++;
+  inflight_.push_back(InflightPublish{tag, ackWanted, messageId});
+  if (inflight_.size() >= gateway_.config().maxInflightPublishes && !readPaused_) {
+    // The broker is behind: stop taking frames from this device until it catches up. The
+    // frame reader suspends right after this frame; the rest of the read waits in held_.
     readPaused_ = true;
     gateway_.stats().readPauses.inc();
     updateInterest();
   }
+  return Gateway::publishToken(connectionId_, tag);
 }
 
-void DeviceSession::onPublished(uint32_t messageId, bool ackWanted, bool ok) {
-  if (inflightPublishes_ > 0) --inflightPublishes_;
+void DeviceSession::onPublished(uint16_t tag, bool ok) {
   (ok ? gateway_.stats().messagesPublished : gateway_.stats().messagesPublishFailed).inc();
+  // Answers come in publish order, so the match is nearly always the first entry.
+  auto it = std::find_if(inflight_.begin(), inflight_.end(),
+                         [tag](const InflightPublish& p) { return p.tag == tag; });
+  if (it == inflight_.end()) return;
+  InflightPublish done = *it;
+  inflight_.erase(it);
+  if (inflight_.empty()) inflight_.shrink_to_fit();
   if (state_ != State::kOnline) return;
-  if (ackWanted) {
-    sendFrame(
-        protocol::Ack{messageId, ok ? protocol::AckStatus::kOk : protocol::AckStatus::kFailed});
+  if (done.ackWanted) {
+    sendFrame(protocol::Ack{done.messageId,
+                            ok ? protocol::AckStatus::kOk : protocol::AckStatus::kFailed});
   }
-  if (readPaused_ && inflightPublishes_ <= gateway_.config().maxInflightPublishes / 2) {
+  if (readPaused_ && inflight_.size() <= gateway_.config().maxInflightPublishes / 2) {
     readPaused_ = false;
     lastReceived_ = gateway_.nowSeconds();  // the keepalive clock restarts with reading
     updateInterest();
     readAvailable();
   }
+  reaccount();
+}
+
+void DeviceSession::reaccount() {
+  std::size_t now = 0;
+  if (state_ != State::kClosed) {
+    now = reader_.heapBytes() + output_.capacity() + held_.capacity() + pendingBytes_ +
+          inflight_.capacity() * sizeof(InflightPublish) +
+          pending_.capacity() * sizeof(PendingDelivery);
+  }
+  if (now == accounted_) return;
+  std::size_t before = accounted_;
+  accounted_ = now;
+  gateway_.onBufferedBytesChanged(before, now);
 }
 
 void DeviceSession::deliver(const bus::AgentMessage& message) {
   GatewayStats& stats = gateway_.stats();
-  if (state_ != State::kOnline) {
-    stats.messagesUndeliverable.inc();
-    return;
-  }
+  bool ackWanted = message.qos > 0;
   PendingDelivery d{nextOutgoingId_++, ++deliverySeq_, message.event, message.correlation};
   if (nextOutgoingId_ == 0) nextOutgoingId_ = 1;
-  bool ackWanted = message.qos > 0;
+  if (state_ != State::kOnline || gateway_.sheddingLoad()) {
+    // Gone, or the node is over its memory budget: a retry may work.
+    stats.messagesUndeliverable.inc();
+    if (state_ == State::kOnline) stats.deliveriesShed.inc();
+    if (ackWanted) publishReceipt(d, "failed");
+    return;
+  }
   // A frame over the device's limit would make the device hang up; refuse it here instead.
   bool tooLarge = message.payload.size() > protocol::kMaxPayload;
   if (tooLarge || (ackWanted && pending_.size() >= gateway_.config().maxPendingDeliveries)) {
@@ -255,8 +318,12 @@ void DeviceSession::deliver(const bus::AgentMessage& message) {
   protocol::Msg frame{d.id, ackWanted, message.event, payload};
   // Pending before sending: if the send closes the session (output overflow), this message
   // gets its "failed" receipt with the others.
-  if (ackWanted) pending_.push_back(std::move(d));
+  if (ackWanted) {
+    pendingBytes_ += d.event.capacity() + d.correlation.capacity();
+    pending_.push_back(std::move(d));
+  }
   sendFrame(frame);
+  reaccount();
 }
 
 void DeviceSession::handleAck(const protocol::Ack& ack) {
@@ -268,6 +335,7 @@ void DeviceSession::handleAck(const protocol::Ack& ack) {
     publishReceipt(*it, delivered                                      ? "delivered"
                         : ack.status == protocol::AckStatus::kRejected ? "rejected"
                                                                        : "failed");
+    pendingBytes_ -= it->event.capacity() + it->correlation.capacity();
     pending_.erase(it);
     if (pending_.empty()) pending_.shrink_to_fit();
     return;
@@ -393,6 +461,9 @@ void DeviceSession::closeNow(std::string_view why, bool sendBye, ByeReason bye) 
   interest_ = 0;
   for (const auto& d : pending_) publishReceipt(d, "failed");
   pending_.clear();
+  pendingBytes_ = 0;
+  held_.clear();
+  reaccount();
   gateway_.onSessionClosed(*this, was == State::kOnline, why);
 }
 

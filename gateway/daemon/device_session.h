@@ -26,11 +26,16 @@ namespace impgate::gateway {
 
 class Gateway;
 
+// Identifies one connection for the life of the process: a counter of accepted connections,
+// below 2^48 so that a publish token can carry it (Gateway::publishToken), and never the id of
+// a connection still open.
+using ConnectionId = uint64_t;
+
 class DeviceSession final : public net::IoHandler {
  public:
   enum class State : uint8_t { kHandshake, kAwaitHello, kOnline, kClosed };
 
-  DeviceSession(Gateway& gateway, uint32_t connectionId, int fd,
+  DeviceSession(Gateway& gateway, ConnectionId connectionId, int fd,
                 std::unique_ptr<net::Transport> transport);
   ~DeviceSession() override;
   DeviceSession(const DeviceSession&) = delete;
@@ -41,8 +46,8 @@ class DeviceSession final : public net::IoHandler {
   void sweep(uint32_t nowSeconds);
   // An agent message for this device.
   void deliver(const bus::AgentMessage& message);
-  // The broker's answer to a publish this session started.
-  void onPublished(uint32_t messageId, bool ackWanted, bool ok);
+  // The broker's answer to the publish this session started under `tag` (Gateway::publishToken).
+  void onPublished(uint16_t tag, bool ok);
 
   // Closes after a failure: counts and logs `error`, sends BYE `bye` when the protocol allows.
   void fail(ErrorReason error, protocol::ByeReason bye, std::string_view detail);
@@ -50,7 +55,10 @@ class DeviceSession final : public net::IoHandler {
   void end(std::string_view why, bool sendBye, protocol::ByeReason bye);
 
   State state() const { return state_; }
-  uint32_t connectionId() const { return connectionId_; }
+  ConnectionId connectionId() const { return connectionId_; }
+  // Bytes this session holds for its device (partial frame, unread input, queued output,
+  // pending deliveries), as last reported to the gateway's MemoryBudget.
+  std::size_t bufferedBytes() const { return accounted_; }
   const std::string& deviceId() const { return deviceId_; }
   uint64_t epochMs() const { return epochMs_; }
   const std::string& codeId() const { return codeId_; }
@@ -64,8 +72,22 @@ class DeviceSession final : public net::IoHandler {
     std::string correlation;
   };
 
+  // A publish to the bus waiting for the broker's answer: a device MSG or a LOG line.
+  struct InflightPublish {
+    uint16_t tag;
+    bool ackWanted;
+    uint32_t messageId;
+  };
+
   void driveHandshake();
   void readAvailable();
+  // Hands `bytes` to the frame reader until they are used up or reading pauses; what is left
+  // is kept in held_ and handled first when reading resumes.
+  void consume(std::span<const uint8_t> bytes);
+  // Registers a publish and returns its bus token; pauses reading at the in-flight limit.
+  uint64_t startPublish(uint32_t messageId, bool ackWanted);
+  // Reports this session's buffered bytes to the gateway's memory budget.
+  void reaccount();
   void flushOutput();
   bool handleFrame(uint8_t type, std::span<const uint8_t> body);
   void handleHello(const protocol::Hello& hello);
@@ -85,14 +107,18 @@ class DeviceSession final : public net::IoHandler {
   std::string codeId_;
   protocol::FrameReader reader_;
   std::vector<uint8_t> output_;  // bytes the transport has not taken yet; empty when idle
+  std::vector<uint8_t> held_;    // read but not yet framed because reading paused
   std::vector<PendingDelivery> pending_;
+  std::vector<InflightPublish> inflight_;  // in publish order
   uint64_t epochMs_ = 0;
   uint64_t deliverySeq_ = 0;
-  uint32_t connectionId_;
-  uint32_t createdAt_;     // gateway seconds
-  uint32_t lastReceived_;  // gateway seconds
+  ConnectionId connectionId_;
+  std::size_t accounted_ = 0;     // bytes reported to the memory budget
+  std::size_t pendingBytes_ = 0;  // heap held by pending_
+  uint32_t createdAt_;            // gateway seconds
+  uint32_t lastReceived_;         // gateway seconds
   uint32_t nextOutgoingId_ = 1;
-  uint32_t inflightPublishes_ = 0;
+  uint16_t nextTag_ = 0;
   int fd_;
   uint32_t interest_ = 0;
   State state_ = State::kHandshake;

@@ -16,7 +16,9 @@ namespace {
 constexpr std::string_view kComp = "gateway";
 constexpr std::size_t kReadBufferSize = 64 * 1024;
 constexpr int kAcceptsPerEvent = 256;
-constexpr uint32_t kConnectionIdMask = 0x7fffffff;
+// How long after a device's session ended an agent message for it still earns a "failed"
+// receipt here (the unsubscribe may take that long to reach the broker).
+constexpr uint32_t kGoneReceiptSeconds = 30;
 // How often the node re-announces its device count when it changed.
 constexpr uint32_t kAnnounceEverySeconds = 10;
 
@@ -28,8 +30,13 @@ Gateway::Gateway(net::EventLoop& loop, const GatewayConfig& config, const net::T
       config_(config),
       tls_(tls),
       stats_(stats),
-      startedAt_(net::EventLoop::Clock::now()),
-      readBuffer_(kReadBufferSize) {}
+      startedAt_(loop.now()),
+      flaps_(FlapPolicy{static_cast<uint32_t>(config.flapWindow.count()), config.flapMaxSessions,
+                        static_cast<uint32_t>(config.flapBan.count())}),
+      budget_(config.memoryLimit),
+      readBuffer_(kReadBufferSize) {
+  stats_.memoryLimit.set(static_cast<int64_t>(config.memoryLimit));
+}
 
 Gateway::~Gateway() {
   if (sweepTimer_) loop_.cancel(sweepTimer_);
@@ -62,7 +69,10 @@ bool Gateway::start(std::string& error) {
   listenFd_ = net::listenOn(*endpoint, config_.reusePort, 4096, error);
   if (listenFd_ < 0) return false;
   port_ = net::boundPort(listenFd_);
-  loop_.watch(listenFd_, EPOLLIN, this);
+  if (!loop_.watch(listenFd_, EPOLLIN, this)) {
+    error = std::string("cannot watch the listening socket: ") + std::strerror(errno);
+    return false;
+  }
   sweepTimer_ = loop_.runEvery(std::chrono::seconds(1), [this] { sweep(); });
   log::info(kComp, "listening for devices",
             {{"listen", config_.listen}, {"port", port_}, {"node", config_.node}});
@@ -86,7 +96,7 @@ void Gateway::acceptAll() {
       loop_.unwatch(listenFd_);
       acceptRetryTimer_ = loop_.runAfter(std::chrono::milliseconds(200), [this] {
         acceptRetryTimer_ = 0;
-        if (listenFd_ >= 0) loop_.watch(listenFd_, EPOLLIN, this);
+        if (!acceptPaused_) resumeAccepting();
       });
       return;
     }
@@ -102,16 +112,85 @@ void Gateway::acceptAll() {
       ::close(fd);
       continue;
     }
-    uint32_t id = nextConnectionId_;
-    nextConnectionId_ = (nextConnectionId_ + 1) & kConnectionIdMask;
-    if (nextConnectionId_ == 0) nextConnectionId_ = 1;
+    ConnectionId id = takeConnectionId();
     stats_.connectionsAccepted.inc();
     stats_.connectionsOpen.add();
-    sessions_[id] = std::make_unique<DeviceSession>(*this, id, fd, std::move(transport));
+    auto session = std::make_unique<DeviceSession>(*this, id, fd, std::move(transport));
+    // A session that could not even be watched has closed (and been counted) already.
+    if (session->state() != DeviceSession::State::kClosed) sessions_[id] = std::move(session);
+    if (acceptPaused_) return;
+  }
+}
+
+ConnectionId Gateway::takeConnectionId() {
+  // 2^48 ids last 89 years at 100 000 accepts a second; should the counter ever wrap, an id
+  // still in use is skipped, so an id never names two live connections.
+  for (;;) {
+    ConnectionId id = nextConnectionId_;
+    nextConnectionId_ = id + 1 < kConnectionIdLimit ? id + 1 : 1;
+    if (!sessions_.contains(id)) return id;
+  }
+}
+
+void Gateway::pauseAccepting() {
+  if (acceptPaused_ || listenFd_ < 0) return;
+  acceptPaused_ = true;
+  stats_.acceptPauses.inc();
+  loop_.unwatch(listenFd_);
+}
+
+void Gateway::resumeAccepting() {
+  acceptPaused_ = false;
+  if (listenFd_ < 0 || acceptRetryTimer_ != 0) return;
+  if (!loop_.watch(listenFd_, EPOLLIN, this)) {
+    log::error(kComp, "cannot watch the listening socket again, retrying",
+               {{"error", std::strerror(errno)}});
+    acceptRetryTimer_ = loop_.runAfter(std::chrono::milliseconds(200), [this] {
+      acceptRetryTimer_ = 0;
+      resumeAccepting();
+    });
+  }
+}
+
+uint32_t Gateway::admitSession(const std::string& deviceId) {
+  uint32_t now = nowSeconds();
+  uint32_t refusedFor = flaps_.admit(deviceId, now);
+  if (flaps_.banStarted()) {
+    stats_.flappingBans.inc();
+    log::warn(kComp, "device is flapping, refusing its sessions for a while",
+              {{"device", deviceId}, {"seconds", refusedFor}});
+  }
+  return refusedFor;
+}
+
+void Gateway::onBufferedBytesChanged(std::size_t before, std::size_t after) {
+  budget_.update(before, after);
+  stats_.bufferedBytes.set(static_cast<int64_t>(budget_.used()));
+  if (after > before && budget_.high()) enforceBudget();
+}
+
+void Gateway::enforceBudget() {
+  if (!shedding_) {
+    shedding_ = true;
+    pauseAccepting();
+    log::warn(kComp, "over the memory budget: not accepting connections, refusing agent messages",
+              {{"buffered", budget_.used()}, {"limit", budget_.limit()}});
+  }
+  // Past the limit itself, the connections holding the most go, largest first.
+  while (budget_.overloaded()) {
+    DeviceSession* largest = nullptr;
+    for (auto& [id, session] : sessions_) {
+      if (!largest || session->bufferedBytes() > largest->bufferedBytes()) largest = session.get();
+    }
+    if (!largest || largest->bufferedBytes() == 0) break;
+    stats_.connectionsShed.inc();
+    largest->fail(ErrorReason::kOverloaded, protocol::ByeReason::kOverloaded,
+                  "the gateway is over its memory budget");
   }
 }
 
 void Gateway::onDeviceOnline(DeviceSession& session) {
+  recentlyGone_.erase(session.deviceId());
   auto [it, inserted] = devices_.try_emplace(session.deviceId(), &session);
   if (!inserted) {
     DeviceSession* older = it->second;
@@ -138,26 +217,44 @@ void Gateway::onSessionClosed(DeviceSession& session, bool wasOnline, std::strin
     auto it = devices_.find(session.deviceId());
     if (it != devices_.end() && it->second == &session) {
       devices_.erase(it);
+      recentlyGone_[session.deviceId()] = nowSeconds();
       bus_->unsubscribeDevice(session.deviceId());
       bus_->publishPresence(
           session.deviceId(),
           bus::Presence{false, config_.node, {}, wallMs(), session.epochMs(), why});
     }
   }
+  if (walking_) {
+    closedInWalk_.push_back(session.connectionId());
+    return;
+  }
   auto node = sessions_.extract(session.connectionId());
   if (!node.empty()) loop_.deferDelete(std::move(node.mapped()));
 }
 
+template <typename F>
+void Gateway::forEachSession(F&& f) {
+  bool outer = !walking_;
+  walking_ = true;
+  for (auto& [id, session] : sessions_) f(*session);
+  if (!outer) return;
+  walking_ = false;
+  for (ConnectionId id : closedInWalk_) {
+    auto node = sessions_.extract(id);
+    if (!node.empty()) loop_.deferDelete(std::move(node.mapped()));
+  }
+  closedInWalk_.clear();
+}
+
 void Gateway::onPublished(uint64_t token, bool ok) {
-  auto connectionId = static_cast<uint32_t>(token >> 33);
-  bool ackWanted = (token >> 32) & 1;
-  auto messageId = static_cast<uint32_t>(token);
+  ConnectionId connectionId = token >> kTagBits;
+  auto tag = static_cast<uint16_t>(token);
   auto it = sessions_.find(connectionId);
   if (it == sessions_.end()) {
     (ok ? stats_.messagesPublished : stats_.messagesPublishFailed).inc();
     return;
   }
-  it->second->onPublished(messageId, ackWanted, ok);
+  it->second->onPublished(tag, ok);
 }
 
 void Gateway::onAgentMessage(bus::AgentMessage&& message) {
@@ -165,6 +262,12 @@ void Gateway::onAgentMessage(bus::AgentMessage&& message) {
   if (it == devices_.end()) {
     stats_.messagesUndeliverable.inc();
     log::debug(kComp, "agent message for a device not on this node", {{"device", message.device}});
+    // Its session here just ended (the unsubscribe is still on its way): the agent is told,
+    // as it is for the messages that were pending when the session ended.
+    if (message.qos > 0 && recentlyGone_.contains(message.device)) {
+      bus_->publishReceipt(message.device, bus::Receipt{message.event, 0, "failed",
+                                                        message.correlation, config_.node});
+    }
     return;
   }
   it->second->deliver(message);
@@ -187,11 +290,15 @@ void Gateway::onBusConnection(bool connected) {
 
 void Gateway::sweep() {
   uint32_t now = nowSeconds();
-  // Sessions may close (and unregister) during the sweep; collect ids first.
-  std::vector<DeviceSession*> all;
-  all.reserve(sessions_.size());
-  for (auto& [id, session] : sessions_) all.push_back(session.get());
-  for (DeviceSession* s : all) s->sweep(now);
+  forEachSession([now](DeviceSession& s) { s.sweep(now); });
+  flaps_.prune(now);
+  std::erase_if(recentlyGone_,
+                [now](const auto& entry) { return now - entry.second >= kGoneReceiptSeconds; });
+  if (shedding_ && budget_.relieved()) {
+    shedding_ = false;
+    log::info(kComp, "back under the memory budget", {{"buffered", budget_.used()}});
+    resumeAccepting();
+  }
   if (devices_.size() != lastAnnouncedDevices_ && now - lastAnnounceAt_ >= kAnnounceEverySeconds) {
     lastAnnouncedDevices_ = devices_.size();
     lastAnnounceAt_ = now;
@@ -206,9 +313,8 @@ void Gateway::shutdown() {
     ::close(listenFd_);
     listenFd_ = -1;
   }
-  std::vector<DeviceSession*> all;
-  for (auto& [id, session] : sessions_) all.push_back(session.get());
-  for (DeviceSession* s : all) s->end("shutting_down", true, protocol::ByeReason::kShuttingDown);
+  forEachSession(
+      [](DeviceSession& s) { s.end("shutting_down", true, protocol::ByeReason::kShuttingDown); });
   bus_->publishNodeState(0);
 }
 

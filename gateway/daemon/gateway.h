@@ -16,8 +16,10 @@
 #include "gateway/base/net/event_loop.h"
 #include "gateway/base/net/tls_context.h"
 #include "gateway/daemon/device_session.h"
+#include "gateway/daemon/flap_detector.h"
 #include "gateway/daemon/gateway_config.h"
 #include "gateway/daemon/gateway_stats.h"
+#include "gateway/daemon/memory_budget.h"
 
 namespace impgate::gateway {
 
@@ -60,16 +62,36 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener {
   void onDeviceOnline(DeviceSession& session);
   // A session closed: release it after this reactor pass.
   void onSessionClosed(DeviceSession& session, bool wasOnline, std::string_view why);
+  // A device is about to open a session: 0 to go ahead, or the seconds it stays refused
+  // because it is flapping.
+  uint32_t admitSession(const std::string& deviceId);
+  // A session's buffered bytes changed; may shed load (see docs/architecture.md).
+  void onBufferedBytesChanged(std::size_t before, std::size_t after);
+  // True while the node is over its memory budget's high watermark: agent messages are
+  // refused and no connection is accepted.
+  bool sheddingLoad() const { return shedding_; }
+  const MemoryBudget& budget() const { return budget_; }
 
-  // Packs what a broker acknowledgement must find again into the bus token.
-  static uint64_t publishToken(uint32_t connectionId, uint32_t messageId, bool ackWanted) {
-    return (static_cast<uint64_t>(connectionId) << 33) | (static_cast<uint64_t>(ackWanted) << 32) |
-           messageId;
+  // The bus token of a publish: the connection (below 2^48) and the session's tag for it.
+  static constexpr int kTagBits = 16;
+  static constexpr ConnectionId kConnectionIdLimit = ConnectionId{1} << (64 - kTagBits);
+  static uint64_t publishToken(ConnectionId connectionId, uint16_t tag) {
+    return (connectionId << kTagBits) | tag;
   }
+
+  // The id the next accepted connection gets; for tests of id wrap-around.
+  void setNextConnectionId(ConnectionId id) { nextConnectionId_ = id; }
 
  private:
   void acceptAll();
+  ConnectionId takeConnectionId();
   void sweep();
+  // Calls `f` on every session; sessions closed meanwhile are released after the walk.
+  template <typename F>
+  void forEachSession(F&& f);
+  void enforceBudget();
+  void pauseAccepting();
+  void resumeAccepting();
 
   net::EventLoop& loop_;
   const GatewayConfig& config_;
@@ -78,15 +100,24 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener {
   bus::DeviceBus* bus_ = nullptr;
   int listenFd_ = -1;
   uint16_t port_ = 0;
-  uint32_t nextConnectionId_ = 1;
+  ConnectionId nextConnectionId_ = 1;
   net::EventLoop::Clock::time_point startedAt_;
   net::EventLoop::TimerId sweepTimer_ = 0;
   std::size_t lastAnnouncedDevices_ = SIZE_MAX;
   uint32_t lastAnnounceAt_ = 0;
   uint64_t lastEpochMs_ = 0;
   net::EventLoop::TimerId acceptRetryTimer_ = 0;
+  bool acceptPaused_ = false;  // by the memory budget
+  bool shedding_ = false;
+  bool walking_ = false;                    // inside forEachSession
+  std::vector<ConnectionId> closedInWalk_;  // released when the walk ends
+  FlapDetector flaps_;
+  MemoryBudget budget_;
+  // Devices whose session here ended lately, with when (gateway seconds): an agent message
+  // still on its way to this node gets a "failed" receipt instead of silence.
+  std::unordered_map<std::string, uint32_t> recentlyGone_;
 
-  std::unordered_map<uint32_t, std::unique_ptr<DeviceSession>> sessions_;
+  std::unordered_map<ConnectionId, std::unique_ptr<DeviceSession>> sessions_;
   std::unordered_map<std::string, DeviceSession*> devices_;  // online sessions by device id
   std::vector<uint8_t> readBuffer_;                          // shared by all sessions
   std::vector<uint8_t> frameScratch_;                        // encoding of outgoing frames

@@ -89,6 +89,10 @@ std::optional<std::string> applySetting(const std::string& rawKey, const std::st
       {"max-inflight", [&] { return parseNumber(key, v, c.maxInflightPublishes); }},
       {"max-pending-deliveries", [&] { return parseNumber(key, v, c.maxPendingDeliveries); }},
       {"max-output-buffer", [&] { return parseNumber(key, v, c.maxOutputBuffer); }},
+      {"memory-limit", [&] { return parseNumber(key, v, c.memoryLimit); }},
+      {"flap-window", [&] { return parseSeconds(key, v, c.flapWindow); }},
+      {"flap-max-sessions", [&] { return parseNumber(key, v, c.flapMaxSessions); }},
+      {"flap-ban", [&] { return parseSeconds(key, v, c.flapBan); }},
       {"log-level", text(c.logLevel)},
   };
   auto it = setters.find(key);
@@ -138,6 +142,9 @@ std::optional<std::string> validate(const GatewayConfig& c) {
   if (c.mqttBuffer <= 0) return "mqtt-buffer must be positive";
   if (c.maxConnections == 0) return "max-connections must be positive";
   if (c.maxInflightPublishes == 0) return "max-inflight must be positive";
+  if (c.maxInflightPublishes > 4096) return "max-inflight must be at most 4096";
+  if (c.memoryLimit < 1024 * 1024) return "memory-limit must be at least 1048576 bytes";
+  if (c.flapMaxSessions == 0) return "flap-max-sessions must be positive";
   return std::nullopt;
 }
 

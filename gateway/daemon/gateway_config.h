@@ -45,6 +45,15 @@ struct GatewayConfig {
   std::size_t maxInflightPublishes = 64;      // per device; reading pauses beyond it
   std::size_t maxPendingDeliveries = 256;     // per device, agent messages awaiting ACK
   std::size_t maxOutputBuffer = 1024 * 1024;  // per device, bytes not yet written
+  // Every byte the node buffers for devices (partial frames, output, pending deliveries), in
+  // total. Past it the node sheds load (see docs/architecture.md, "Memory budget").
+  std::size_t memoryLimit = 512 * 1024 * 1024;
+
+  // Flapping: a device that opens more than flapMaxSessions sessions within flapWindow is
+  // refused for flapBan.
+  std::chrono::seconds flapWindow{60};
+  uint32_t flapMaxSessions = 10;
+  std::chrono::seconds flapBan{60};
 
   std::string logLevel = "info";
 };

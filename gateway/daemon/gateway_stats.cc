@@ -30,6 +30,10 @@ std::string_view errorReasonName(ErrorReason reason) {
       return "connection_limit";
     case ErrorReason::kIoError:
       return "io_error";
+    case ErrorReason::kFlapping:
+      return "flapping";
+    case ErrorReason::kOverloaded:
+      return "overloaded";
     case ErrorReason::kCount:
       break;
   }
@@ -37,6 +41,11 @@ std::string_view errorReasonName(ErrorReason reason) {
 }
 
 namespace {
+
+metrics::CounterFamily& overload(metrics::Registry& r) {
+  return r.counterFamily("impgate_overload_actions_total",
+                         "Load shed because buffered bytes passed the memory limit", {"action"});
+}
 
 metrics::CounterFamily& handshakes(metrics::Registry& r) {
   return r.counterFamily("impgate_handshakes_total", "TLS handshakes by result", {"result"});
@@ -67,7 +76,15 @@ GatewayStats::GatewayStats(metrics::Registry& r)
       logsForwarded(r.counter("impgate_logs_forwarded_total", "Device log lines published")),
       readPauses(r.counter("impgate_read_pauses_total",
                            "Times reading a device paused because the broker was behind")),
-      busDisconnects(r.counter("impgate_bus_disconnects_total", "Lost broker connections")) {
+      busDisconnects(r.counter("impgate_bus_disconnects_total", "Lost broker connections")),
+      flappingBans(r.counter("impgate_flapping_bans_total",
+                             "Devices refused for a while because they reconnected too often")),
+      bufferedBytes(r.gauge("impgate_buffered_bytes",
+                            "Bytes buffered for devices: partial frames, output, deliveries")),
+      memoryLimit(r.gauge("impgate_memory_limit_bytes", "The node's limit on buffered bytes")),
+      acceptPauses(overload(r).with("accept_paused")),
+      deliveriesShed(overload(r).with("delivery_refused")),
+      connectionsShed(overload(r).with("connection_closed")) {
   auto& family = r.counterFamily("impgate_errors_total", "Connections closed or refused, by reason",
                                  {"reason"});
   for (std::size_t i = 0; i < errors.size(); ++i) {

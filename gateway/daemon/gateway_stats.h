@@ -27,6 +27,8 @@ enum class ErrorReason : uint8_t {
   kOutputOverflow,  // the device did not read fast enough
   kConnectionLimit,
   kIoError,
+  kFlapping,    // the device opened too many sessions lately and is refused for a while
+  kOverloaded,  // closed to bring the node back under its memory limit
   kCount
 };
 
@@ -53,6 +55,12 @@ struct GatewayStats {
   metrics::Counter& logsForwarded;
   metrics::Counter& readPauses;  // backpressure: reading a device paused
   metrics::Counter& busDisconnects;
+  metrics::Counter& flappingBans;     // bans started
+  metrics::Gauge& bufferedBytes;      // MemoryBudget::used()
+  metrics::Gauge& memoryLimit;        // MemoryBudget::limit()
+  metrics::Counter& acceptPauses;     // overload: stopped accepting connections
+  metrics::Counter& deliveriesShed;   // overload: agent messages refused
+  metrics::Counter& connectionsShed;  // overload: connections closed
   std::array<metrics::Counter*, static_cast<std::size_t>(ErrorReason::kCount)> errors{};
 
   void count(ErrorReason r) { errors[static_cast<std::size_t>(r)]->inc(); }

@@ -98,6 +98,10 @@ int main(int argc, char** argv) {
       {"max-inflight", "Unacknowledged publishes per device before reading pauses"},
       {"max-pending-deliveries", "Agent messages awaiting a device ACK, per device"},
       {"max-output-buffer", "Bytes queued for a device that does not read"},
+      {"memory-limit", "Bytes buffered for all devices together before the node sheds load"},
+      {"flap-window", "Seconds over which a device's sessions are counted for flapping"},
+      {"flap-max-sessions", "Sessions a device may open within flap-window"},
+      {"flap-ban", "Seconds a flapping device is refused"},
       {"reuse-port", "SO_REUSEPORT on the listener (true/false)"},
       {"log-level", "debug, info, warn or error"},
   };

@@ -34,6 +34,12 @@ inline constexpr size_t kMaxStr8Length = 255;
 // HELLO's code_id holds at most this many bytes.
 inline constexpr size_t kMaxCodeIdLength = 64;
 
+// The receive limit on a header's length field until the session is open (WELCOME sent): room
+// for the largest HELLO (type, version, capabilities and a full str8) with space to spare for
+// fields a later version may add. A peer that has not identified itself costs no more.
+inline constexpr uint32_t kMaxHandshakeFrame = 512;
+static_assert(kMaxHandshakeFrame >= 1 + 1 + 4 + 1 + kMaxStr8Length);
+
 // MSG flags bit 0; every other bit must be zero.
 inline constexpr uint8_t kMsgFlagAckWanted = 0x01;
 

@@ -27,13 +27,11 @@ size_t FrameReader::absorb(std::span<const uint8_t> data) {
       return used;
     }
     bodySize_ = length - 1;
-    if (bodySize_ > 0) {
-      body_ = std::make_unique_for_overwrite<uint8_t[]>(bodySize_);
-    }
   }
 
   size_t n = std::min<size_t>(bodySize_ - bodyHave_, data.size() - used);
   if (n > 0) {
+    reserveBody(bodyHave_ + static_cast<uint32_t>(n));
     std::memcpy(body_.get() + bodyHave_, data.data() + used, n);
     bodyHave_ += static_cast<uint32_t>(n);
     used += n;
@@ -41,8 +39,23 @@ size_t FrameReader::absorb(std::span<const uint8_t> data) {
   return used;
 }
 
+void FrameReader::reserveBody(uint32_t need) {
+  if (need <= bodyCapacity_) {
+    return;
+  }
+  uint32_t capacity = std::max({need, kFirstChunk, bodyCapacity_ * 2});
+  capacity = std::min(capacity, bodySize_);
+  auto grown = std::make_unique_for_overwrite<uint8_t[]>(capacity);
+  if (bodyHave_ > 0) {
+    std::memcpy(grown.get(), body_.get(), bodyHave_);
+  }
+  body_ = std::move(grown);
+  bodyCapacity_ = capacity;
+}
+
 void FrameReader::releasePartial() {
   body_.reset();
+  bodyCapacity_ = 0;
   bodySize_ = 0;
   bodyHave_ = 0;
   headerHave_ = 0;

@@ -186,3 +186,25 @@ TEST_CASE("the agent message that overflows a device's output buffer gets a fail
     CHECK(all[i].seq == i + 1);
   }
 }
+
+TEST_CASE("QoS 1 agent messages arriving after the device's session ended get a failed receipt") {
+  GatewayHarness h;
+  TestDevice& dev = h.connectDevice("dev-1");
+  h.onLoop([&] { dev.client.reset(); });
+  REQUIRE(h.waitFor([&] { return h.gateway().sessionCount() == 0; }));
+
+  h.onLoop([&] {
+    h.gateway().onAgentMessage(agentMessage("late", "1", 1, "c-1"));
+    h.gateway().onAgentMessage(agentMessage("late-qos0", "2", 0));
+    // Never on this node: another node's business, no receipt from here.
+    h.gateway().onAgentMessage(bus::AgentMessage{"elsewhere", "x", "", 1, {}});
+  });
+  auto all = receipts(h, 1);
+  h.onLoop([] {});
+  all = h.onLoop([&] { return h.bus().receipts; });
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].device == "dev-1");
+  CHECK(all[0].event == "late");
+  CHECK(all[0].status == "failed");
+  CHECK(all[0].correlation == "c-1");
+}

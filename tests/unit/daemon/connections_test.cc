@@ -184,3 +184,50 @@ TEST_CASE("connections beyond max-connections are closed at once and counted") {
   CHECK(h.onLoop([&] { return h.gateway().sessionCount(); }) == 1);
   CHECK(h.onLoop([&] { return h.bus().callsFor("dev-2").empty(); }));
 }
+
+TEST_CASE("a device that keeps opening sessions is refused as flapping, others are not") {
+  GatewayHarness h([](gateway::GatewayConfig& c) {
+    c.flapMaxSessions = 3;
+    c.flapWindow = std::chrono::seconds(60);
+    c.flapBan = std::chrono::seconds(60);
+  });
+  TestDevice& bystander = h.connectDevice("dev-2");
+  for (int i = 0; i < 3; ++i) h.connectDevice("dev-1");
+
+  TestDevice& fourth = h.startDevice("dev-1");
+  REQUIRE(h.waitFor([&] { return !fourth.offline.empty(); }));
+  CHECK(h.onLoop([&] { return fourth.offline; }) == std::vector<std::string>{"bye:overloaded"});
+  CHECK_FALSE(h.onLoop([&] { return fourth.welcome.has_value(); }));
+  CHECK(h.stats().flappingBans.value() == 1);
+  CHECK(h.stats().errors[static_cast<std::size_t>(gateway::ErrorReason::kFlapping)]->value() == 1);
+
+  // Refused again while the ban lasts, without starting another ban.
+  TestDevice& fifth = h.startDevice("dev-1");
+  REQUIRE(h.waitFor([&] { return !fifth.offline.empty(); }));
+  CHECK(h.stats().flappingBans.value() == 1);
+
+  // The third session is still the device's; the bystander never noticed.
+  CHECK(h.stats().devicesOnline.value() == 2);
+  h.flushToDevice(bystander);
+}
+
+TEST_CASE("connection ids wrap without ever naming a live connection twice") {
+  GatewayHarness h;
+  TestDevice& first = h.connectDevice("dev-1");  // connection id 1
+  h.onLoop([&] { h.gateway().setNextConnectionId(gateway::Gateway::kConnectionIdLimit - 1); });
+  TestDevice& second = h.connectDevice("dev-2");  // the last id
+  TestDevice& third = h.connectDevice("dev-3");   // wraps: 1 is live, so 2
+
+  // Each device's publishes are confirmed to it and to no other.
+  for (TestDevice* dev : {&first, &second, &third}) {
+    auto before = h.onLoop([&] { return h.bus().publishes.size(); });
+    h.onLoop([&] { dev->client->send("ping", {}, true); });
+    REQUIRE(h.waitFor([&] { return h.bus().publishes.size() > before; }));
+    auto token = h.onLoop([&] { return h.bus().publishes.back().token; });
+    h.onLoop([&] { h.gateway().onPublished(token, true); });
+    REQUIRE(h.waitFor([&] { return dev->acks.size() == 1; }));
+  }
+  CHECK(h.onLoop([&] { return first.acks.size() + second.acks.size() + third.acks.size(); }) == 3);
+  CHECK(h.onLoop([&] { return first.offline.empty() && second.offline.empty(); }));
+  CHECK(h.gateway().sessionCount() == 3);
+}

@@ -17,8 +17,8 @@ void FakeDeviceBus::publishPresence(std::string_view device, const bus::Presence
 }
 
 void FakeDeviceBus::publishLog(std::string_view device, std::string_view level,
-                               std::string_view text) {
-  logs.push_back(LogRecord{std::string(device), std::string(level), std::string(text)});
+                               std::string_view text, uint64_t token) {
+  logs.push_back(LogRecord{std::string(device), std::string(level), std::string(text), token});
   calls.push_back("log " + std::string(device));
 }
 

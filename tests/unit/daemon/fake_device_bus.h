@@ -43,6 +43,7 @@ class FakeDeviceBus final : public bus::DeviceBus {
     std::string device;
     std::string level;
     std::string text;
+    uint64_t token = 0;
   };
 
   std::vector<Publish> publishes;
@@ -60,7 +61,8 @@ class FakeDeviceBus final : public bus::DeviceBus {
   void publishDeviceMessage(std::string_view device, std::string_view event,
                             std::span<const uint8_t> payload, uint64_t token) override;
   void publishPresence(std::string_view device, const bus::Presence& presence) override;
-  void publishLog(std::string_view device, std::string_view level, std::string_view text) override;
+  void publishLog(std::string_view device, std::string_view level, std::string_view text,
+                  uint64_t token) override;
   void publishReceipt(std::string_view device, const bus::Receipt& receipt) override;
   void publishNodeState(std::size_t devices) override;
   void subscribeDevice(std::string_view device) override;

@@ -425,3 +425,87 @@ TEST_CASE("a moved reader keeps its partial frame") {
   CHECK(calls == 1);
   CHECK_FALSE(second.stopped());
 }
+
+TEST_CASE("a header announcing a large frame holds memory only for the bytes that arrived") {
+  const Bytes payload(200 * 1024, 0x5a);
+  const Bytes frame = encoded(Msg{.id = 3, .ackWanted = true, .event = "big", .payload = payload});
+  std::span<const uint8_t> all(frame);
+  FrameReader reader;
+  std::size_t frames = 0;
+  Bytes copy;
+  auto copyOut = [&](uint8_t, std::span<const uint8_t> body) {
+    ++frames;
+    copy.assign(body.begin(), body.end());
+    return true;
+  };
+
+  reader.feed(all.first(kHeaderSize + 10), copyOut);
+  CHECK(reader.heapBytes() <= FrameReader::kFirstChunk);
+
+  // Fed in small reads, the buffer stays within twice what has arrived.
+  std::size_t offset = kHeaderSize + 10;
+  while (offset < frame.size()) {
+    std::size_t n = std::min<std::size_t>(1500, frame.size() - offset);
+    reader.feed(all.subspan(offset, n), copyOut);
+    offset += n;
+    if (offset < frame.size()) {
+      REQUIRE(reader.heapBytes() <=
+              std::max<std::size_t>(2 * reader.bufferedBytes(), FrameReader::kFirstChunk));
+    }
+  }
+  CHECK(frames == 1);
+  CHECK(copy == Bytes(frame.begin() + kHeaderSize, frame.end()));
+  CHECK(reader.heapBytes() == 0);
+}
+
+TEST_CASE("setMaxFrame changes the limit for headers that follow") {
+  const Bytes big = encoded(Log{.level = LogLevel::kInfo, .text = std::string(200, 'x')});
+  auto ignore = [](uint8_t, std::span<const uint8_t>) { return true; };
+
+  FrameReader small(64);
+  CHECK(small.feed(std::span<const uint8_t>(big).first(kHeaderSize), ignore) ==
+        DecodeError::kTooLarge);
+  CHECK(small.heapBytes() == 0);
+
+  FrameReader raised(64);
+  raised.setMaxFrame(kDefaultMaxFrame);
+  std::size_t frames = 0;
+  CHECK(raised.feed(big, [&](uint8_t, std::span<const uint8_t>) { return ++frames > 0; }) ==
+        DecodeError::kNone);
+  CHECK(frames == 1);
+}
+
+TEST_CASE("feedUntil suspends after the frame that says no and keeps the rest unconsumed") {
+  Bytes stream = encoded(Ping{.nonce = 1});
+  Bytes second = encoded(Ping{.nonce = 2});
+  Bytes third = encoded(Ping{.nonce = 3});
+  stream.insert(stream.end(), second.begin(), second.end());
+  stream.insert(stream.end(), third.begin(), third.end());
+  stream.push_back(0);  // the start of a fourth header
+
+  FrameReader reader;
+  std::vector<uint64_t> nonces;
+  auto takeTwo = [&](uint8_t type, std::span<const uint8_t> body) {
+    Frame f;
+    REQUIRE(decode(type, body, f) == DecodeError::kNone);
+    nonces.push_back(std::get<Ping>(f).nonce);
+    return nonces.size() < 2;
+  };
+  std::size_t consumed = 0;
+  CHECK(reader.feedUntil(stream, takeTwo, consumed) == DecodeError::kNone);
+  CHECK(nonces == std::vector<uint64_t>{1, 2});
+  CHECK(consumed == 2 * second.size());
+  CHECK_FALSE(reader.stopped());
+
+  auto takeAll = [&](uint8_t type, std::span<const uint8_t> body) {
+    Frame f;
+    REQUIRE(decode(type, body, f) == DecodeError::kNone);
+    nonces.push_back(std::get<Ping>(f).nonce);
+    return true;
+  };
+  CHECK(reader.feedUntil(std::span<const uint8_t>(stream).subspan(consumed), takeAll, consumed) ==
+        DecodeError::kNone);
+  CHECK(nonces == std::vector<uint64_t>{1, 2, 3});
+  CHECK(consumed == third.size() + 1);
+  CHECK(reader.bufferedBytes() == 1);
+}
