@@ -297,7 +297,8 @@ void DeviceSession::reaccount() {
 void DeviceSession::deliver(const bus::AgentMessage& message) {
   GatewayStats& stats = gateway_.stats();
   bool ackWanted = message.qos > 0;
-  PendingDelivery d{nextOutgoingId_++, ++deliverySeq_, message.event, message.correlation};
+  PendingDelivery d{nextOutgoingId_++, gateway_.nowSeconds(), ++deliverySeq_, message.event,
+                    message.correlation};
   if (nextOutgoingId_ == 0) nextOutgoingId_ = 1;
   if (state_ != State::kOnline || gateway_.sheddingLoad()) {
     // Gone, or the node is over its memory budget: a retry may work.
@@ -341,6 +342,21 @@ void DeviceSession::handleAck(const protocol::Ack& ack) {
     return;
   }
   log::debug(kComp, "ACK for unknown message ignored", {{"device", deviceId_}, {"id", ack.id}});
+}
+
+void DeviceSession::expireDeliveries(uint32_t now) {
+  auto timeout = static_cast<uint32_t>(gateway_.config().deliveryTimeout.count());
+  // Sent in order, so the expired ones are a prefix.
+  auto end = std::find_if(pending_.begin(), pending_.end(),
+                          [&](const PendingDelivery& d) { return now - d.sentAt < timeout; });
+  if (end == pending_.begin()) return;
+  for (auto it = pending_.begin(); it != end; ++it) {
+    pendingBytes_ -= it->event.capacity() + it->correlation.capacity();
+    publishReceipt(*it, "failed");
+  }
+  gateway_.stats().deliveriesTimedOut.inc(static_cast<uint64_t>(end - pending_.begin()));
+  pending_.erase(pending_.begin(), end);
+  reaccount();
 }
 
 void DeviceSession::publishReceipt(const PendingDelivery& d, std::string_view status) {
@@ -412,6 +428,8 @@ void DeviceSession::sweep(uint32_t now) {
     }
     return;
   }
+  if (state_ != State::kOnline) return;
+  expireDeliveries(now);
   // A paused device is silent because we stopped reading it, not because it is gone.
   if (state_ != State::kOnline || readPaused_) return;
   auto keepalive = static_cast<uint32_t>(cfg.keepalive.count());

@@ -67,6 +67,7 @@ class DeviceSession final : public net::IoHandler {
   // An agent message sent to the device, waiting for its ACK.
   struct PendingDelivery {
     uint32_t id;
+    uint32_t sentAt;  // gateway seconds; unanswered after delivery-timeout, it has failed
     uint64_t seq;
     std::string event;
     std::string correlation;
@@ -100,6 +101,8 @@ class DeviceSession final : public net::IoHandler {
   void updateInterest();
   void closeNow(std::string_view why, bool sendBye, protocol::ByeReason bye);
   void publishReceipt(const PendingDelivery& d, std::string_view status);
+  // Gives up on deliveries the device has not acknowledged within the delivery timeout.
+  void expireDeliveries(uint32_t now);
 
   Gateway& gateway_;
   std::unique_ptr<net::Transport> transport_;

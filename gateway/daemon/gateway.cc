@@ -167,6 +167,13 @@ void Gateway::onBufferedBytesChanged(std::size_t before, std::size_t after) {
   budget_.update(before, after);
   stats_.bufferedBytes.set(static_cast<int64_t>(budget_.used()));
   if (after > before && budget_.high()) enforceBudget();
+  if (after < before && shedding_ && budget_.relieved()) stopShedding();
+}
+
+void Gateway::stopShedding() {
+  shedding_ = false;
+  log::info(kComp, "back under the memory budget", {{"buffered", budget_.used()}});
+  resumeAccepting();
 }
 
 void Gateway::enforceBudget() {
@@ -258,6 +265,7 @@ void Gateway::onPublished(uint64_t token, bool ok) {
 }
 
 void Gateway::onAgentMessage(bus::AgentMessage&& message) {
+  stats_.agentMessages.inc();
   auto it = devices_.find(message.device);
   if (it == devices_.end()) {
     stats_.messagesUndeliverable.inc();
@@ -294,11 +302,7 @@ void Gateway::sweep() {
   flaps_.prune(now);
   std::erase_if(recentlyGone_,
                 [now](const auto& entry) { return now - entry.second >= kGoneReceiptSeconds; });
-  if (shedding_ && budget_.relieved()) {
-    shedding_ = false;
-    log::info(kComp, "back under the memory budget", {{"buffered", budget_.used()}});
-    resumeAccepting();
-  }
+  if (shedding_ && budget_.relieved()) stopShedding();
   if (devices_.size() != lastAnnouncedDevices_ && now - lastAnnounceAt_ >= kAnnounceEverySeconds) {
     lastAnnouncedDevices_ = devices_.size();
     lastAnnounceAt_ = now;

@@ -90,6 +90,7 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener {
   template <typename F>
   void forEachSession(F&& f);
   void enforceBudget();
+  void stopShedding();
   void pauseAccepting();
   void resumeAccepting();
 

@@ -88,6 +88,7 @@ std::optional<std::string> applySetting(const std::string& rawKey, const std::st
       {"max-connections", [&] { return parseNumber(key, v, c.maxConnections); }},
       {"max-inflight", [&] { return parseNumber(key, v, c.maxInflightPublishes); }},
       {"max-pending-deliveries", [&] { return parseNumber(key, v, c.maxPendingDeliveries); }},
+      {"delivery-timeout", [&] { return parseSeconds(key, v, c.deliveryTimeout); }},
       {"max-output-buffer", [&] { return parseNumber(key, v, c.maxOutputBuffer); }},
       {"memory-limit", [&] { return parseNumber(key, v, c.memoryLimit); }},
       {"flap-window", [&] { return parseSeconds(key, v, c.flapWindow); }},

@@ -44,6 +44,7 @@ struct GatewayConfig {
   std::size_t maxConnections = 100000;
   std::size_t maxInflightPublishes = 64;      // per device; reading pauses beyond it
   std::size_t maxPendingDeliveries = 256;     // per device, agent messages awaiting ACK
+  std::chrono::seconds deliveryTimeout{60};   // an agent message not ACKed by then has failed
   std::size_t maxOutputBuffer = 1024 * 1024;  // per device, bytes not yet written
   // Every byte the node buffers for devices (partial frames, output, pending deliveries), in
   // total. Past it the node sheds load (see docs/architecture.md, "Memory budget").

@@ -69,10 +69,14 @@ GatewayStats::GatewayStats(metrics::Registry& r)
           r.counter("impgate_messages_published_total", "Device messages the broker acknowledged")),
       messagesPublishFailed(r.counter("impgate_messages_publish_failed_total",
                                       "Device messages the bus could not take")),
+      agentMessages(
+          r.counter("impgate_agent_messages_total", "Agent messages that arrived at this node")),
       messagesDelivered(
           r.counter("impgate_messages_delivered_total", "Agent messages the device acknowledged")),
       messagesUndeliverable(r.counter("impgate_messages_undeliverable_total",
                                       "Agent messages for a device not here or backlogged")),
+      deliveriesTimedOut(r.counter("impgate_deliveries_timed_out_total",
+                                   "Agent messages a device did not acknowledge in time")),
       logsForwarded(r.counter("impgate_logs_forwarded_total", "Device log lines published")),
       readPauses(r.counter("impgate_read_pauses_total",
                            "Times reading a device paused because the broker was behind")),

@@ -50,8 +50,10 @@ struct GatewayStats {
   metrics::Counter& bytesOut;
   metrics::Counter& messagesPublished;      // device -> bus, acknowledged by the broker
   metrics::Counter& messagesPublishFailed;  // device -> bus, refused or failed
+  metrics::Counter& agentMessages;          // bus -> device, arrived at this node
   metrics::Counter& messagesDelivered;      // bus -> device, acknowledged by the device
   metrics::Counter& messagesUndeliverable;  // bus -> device, device gone or backlog full
+  metrics::Counter& deliveriesTimedOut;     // bus -> device, no ACK within delivery-timeout
   metrics::Counter& logsForwarded;
   metrics::Counter& readPauses;  // backpressure: reading a device paused
   metrics::Counter& busDisconnects;

@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
       {"max-connections", "Connections held at most"},
       {"max-inflight", "Unacknowledged publishes per device before reading pauses"},
       {"max-pending-deliveries", "Agent messages awaiting a device ACK, per device"},
+      {"delivery-timeout", "Seconds a device has to ACK an agent message before it has failed"},
       {"max-output-buffer", "Bytes queued for a device that does not read"},
       {"memory-limit", "Bytes buffered for all devices together before the node sheds load"},
       {"flap-window", "Seconds over which a device's sessions are counted for flapping"},

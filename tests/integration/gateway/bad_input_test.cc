@@ -5,6 +5,7 @@
 #include "gateway/base/pki/fleet_ca.h"
 #include "tests/integration/gateway/gateway_fixture.h"
 #include "tests/integration/gateway/raw_tls_client.h"
+#include "tests/integration/gateway/witness.h"
 #include "tests/support/wait_until.h"
 
 using namespace impgate;
@@ -14,49 +15,12 @@ using protocol::ByeReason;
 
 namespace {
 
-// Round trip through the witness: device -> agent and agent -> device.
-void requireWitnessWorks(GatewayFixture& gw, device::BlockingDevice& witness) {
-  MqttProbe agent(gw.broker().uri());
-  REQUIRE(agent.connect());
-  REQUIRE(agent.subscribe("imp/dev/witness/out/+"));
-  std::string error;
-  auto status = witness.send("still", "alive", true, 5s, error);
-  REQUIRE(status);
-  CHECK(*status == protocol::AckStatus::kOk);
-  REQUIRE(agent.waitForTopic("imp/dev/witness/out/still", 5s));
-  REQUIRE(agent.publish("imp/dev/witness/in/check", "ok", 1));
-  auto m = witness.nextMessage(5s);
-  REQUIRE(m);
-  CHECK(m->event == "check");
-}
-
-// A device past HELLO, speaking raw frames.
 std::unique_ptr<RawTlsClient> helloedRawDevice(GatewayFixture& gw, const std::string& id) {
-  gw.enroll(id);
-  auto raw = std::make_unique<RawTlsClient>();
-  REQUIRE(raw->connectTcp(gw.port()));
-  std::string error;
-  REQUIRE(
-      raw->handshake(gw.home().caCert(), gw.home().deviceCert(id), gw.home().deviceKey(id), error));
-  REQUIRE(raw->sendHello());
-  return raw;
+  return rawDevice(gw, id);
 }
 
 std::vector<uint8_t> frame(uint8_t type, const std::vector<uint8_t>& body) {
-  auto length = static_cast<uint32_t>(body.size() + 1);
-  std::vector<uint8_t> out;
-  out.reserve(body.size() + 5);
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(length >> shift));
-  out.push_back(type);
-  for (uint8_t b : body) out.push_back(b);
-  return out;
-}
-
-void expectBye(RawTlsClient& raw, ByeReason reason) {
-  auto ending = raw.readUntilClosed(10s);
-  CHECK(ending.closed);
-  REQUIRE(ending.bye);
-  CHECK(*ending.bye == reason);
+  return rawFrame(type, body);
 }
 
 }  // namespace
@@ -102,7 +66,7 @@ TEST_CASE("an event name that would break the topic scheme is refused") {
   for (const std::string& bad : std::vector<std::string>{"a/b", "+", "#", std::string("a\0b", 3)}) {
     auto raw = helloedRawDevice(gw, "badname");
     std::vector<uint8_t> body = {0, 0, 0, 1, 0x01, static_cast<uint8_t>(bad.size())};
-    body.insert(body.end(), bad.begin(), bad.end());
+    for (char c : bad) body.push_back(static_cast<uint8_t>(c));
     REQUIRE(raw->send(frame(0x10, body)));
     expectBye(*raw, ByeReason::kInvalidName);
   }
