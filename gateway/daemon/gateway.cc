@@ -1,5 +1,6 @@
 #include "gateway/daemon/gateway.h"
 
+#include <malloc.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +20,8 @@ constexpr int kAcceptsPerEvent = 256;
 // How long after a device's session ended an agent message for it still earns a "failed"
 // receipt here (the unsubscribe may take that long to reach the broker).
 constexpr uint32_t kGoneReceiptSeconds = 30;
+// Freed buffer memory beyond this is returned to the system at the next sweep.
+constexpr std::size_t kTrimAfterBytes = 8 * 1024 * 1024;
 // How often the node re-announces its device count when it changed.
 constexpr uint32_t kAnnounceEverySeconds = 10;
 
@@ -303,6 +306,12 @@ void Gateway::sweep() {
   std::erase_if(recentlyGone_,
                 [now](const auto& entry) { return now - entry.second >= kGoneReceiptSeconds; });
   if (shedding_ && budget_.relieved()) stopShedding();
+  // After a spike (many partial frames or big backlogs that have gone), hand the freed heap
+  // back to the system instead of keeping it at its peak.
+  if (budget_.peak() > budget_.used() + kTrimAfterBytes) {
+    ::malloc_trim(0);
+    budget_.resetPeak();
+  }
   if (devices_.size() != lastAnnouncedDevices_ && now - lastAnnounceAt_ >= kAnnounceEverySeconds) {
     lastAnnouncedDevices_ = devices_.size();
     lastAnnounceAt_ = now;

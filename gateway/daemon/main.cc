@@ -1,4 +1,5 @@
 // impgate: the gateway daemon. Accepts devices over mutual TLS and bridges them onto MQTT.
+#include <malloc.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -152,6 +153,10 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Buffers of 128 KiB and more (large partial frames, backlogs) get their own mappings, which
+  // go back to the system when freed; glibc would otherwise raise this threshold after the
+  // first such free and keep a spike's memory in the heap.
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   int signalFd = blockTerminationSignals();
   net::EventLoop loop;
   metrics::Registry registry;

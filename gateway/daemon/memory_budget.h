@@ -22,7 +22,9 @@ class MemoryBudget {
 
   std::size_t used() const { return used_; }
   std::size_t limit() const { return limit_; }
+  // The most used since the last resetPeak().
   std::size_t peak() const { return peak_; }
+  void resetPeak() { peak_ = used_; }
   // Above the high watermark (90 %): stop taking more work.
   bool high() const { return used_ > limit_ / 10 * 9; }
   // Over the limit itself: give memory back.

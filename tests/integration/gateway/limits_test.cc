@@ -3,6 +3,7 @@
 // receipts for every agent message a device never took.
 #include <catch2/catch.hpp>
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -141,8 +142,8 @@ TEST_CASE("every QoS 1 agent message to a device that does not read gets exactly
   // Every message that reached the gateway is answered: those the device had pending, those
   // over its pending limit, and those that arrived after it was dropped. (Messages the broker
   // routed nowhere once the device's subscription was gone never reached it.)
-  REQUIRE(waitUntil([&] { return gw.metric("impgate_errors_total{reason=\"output_overflow\"}") == 1; },
-                    20s));
+  REQUIRE(waitUntil(
+      [&] { return gw.metric("impgate_errors_total{reason=\"output_overflow\"}") == 1; }, 20s));
   bool all = waitUntil(
       [&] {
         return count() == static_cast<std::size_t>(gw.metric("impgate_agent_messages_total"));
@@ -160,4 +161,45 @@ TEST_CASE("every QoS 1 agent message to a device that does not read gets exactly
     INFO(id);
     CHECK(n == 1);
   }
+}
+
+namespace {
+
+// The resident memory of a process, in KiB (0 when it cannot be read).
+long residentKiB(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("memory taken by a spike of partial frames is given back when it is over") {
+  GatewayFixture gw;
+  auto witness = gw.connectDevice("witness");
+  const pid_t pid = gw.process().pid();
+  std::vector<std::unique_ptr<RawTlsClient>> attackers;
+  for (int i = 0; i < 150; ++i) attackers.push_back(rawDevice(gw, "spike-" + std::to_string(i)));
+  REQUIRE(waitUntil([&] { return gw.metric("impgate_devices_online") == 151; }, 10s));
+  const long before = residentKiB(pid);
+
+  // Each sends most of a 250 KiB frame and stops: about 30 MB held across the node.
+  const std::vector<uint8_t> chunk(200 * 1024, 0x42);
+  std::vector<uint8_t> bytes = header(250 * 1024, 0x30);
+  bytes.insert(bytes.end(), chunk.begin(), chunk.end());
+  for (auto& raw : attackers) REQUIRE(raw->send(bytes));
+  REQUIRE(waitUntil([&] { return gw.metric("impgate_buffered_bytes") >= 150 * 200 * 1024; }, 10s));
+  const long during = residentKiB(pid);
+  REQUIRE(during - before >= 20 * 1024);  // the spike is there to be given back
+
+  attackers.clear();
+  REQUIRE(waitUntil([&] { return gw.metric("impgate_devices_online") == 1; }, 10s));
+  // Returned within a couple of sweeps, to within a few MB of where it was.
+  bool returned = waitUntil([&] { return residentKiB(pid) - before < 8 * 1024; }, 5s);
+  INFO("VmRSS KiB before " << before << ", during " << during << ", after " << residentKiB(pid));
+  CHECK(returned);
+  requireWitnessWorks(gw, *witness);
 }
