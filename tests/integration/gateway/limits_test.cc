@@ -203,3 +203,38 @@ TEST_CASE("memory taken by a spike of partial frames is given back when it is ov
   CHECK(returned);
   requireWitnessWorks(gw, *witness);
 }
+
+TEST_CASE("two devices sharing credentials stop replacing each other once seen flapping") {
+  GatewayFixture gw(
+      withArgs({"--flap-window", "60", "--flap-max-sessions", "4", "--flap-ban", "60"}));
+  gw.enroll("twin");
+  MqttProbe observer(gw.broker().uri());
+  REQUIRE(observer.connect());
+  REQUIRE(observer.subscribe("imp/dev/twin/state"));
+
+  // Two real device processes with the same key; each reconnects when the other replaces it.
+  ChildProcess first, second;
+  for (ChildProcess* twin : {&first, &second}) {
+    twin->start({IMPDEV_BINARY, "--home", gw.home().root().string(), "--gateway", gw.endpoint(),
+                 "--id", "twin", "listen"},
+                gw.home().root() / ("twin-" + std::to_string(twin == &first) + ".log"));
+  }
+  REQUIRE(waitUntil([&] { return gw.metric("impgate_flapping_bans_total") == 1; }, 30s));
+  auto onlineStates = [&] {
+    return observer.count([](const MqttProbe::Message& m) {
+      return m.payload.find("\"status\":\"online\"") != std::string::npos;
+    });
+  };
+  const std::size_t onlineAtBan = onlineStates();
+  const double refusedAtBan = gw.metric("impgate_errors_total{reason=\"flapping\"}");
+
+  // Both keep trying; the gateway keeps refusing, and presence no longer churns.
+  REQUIRE(waitUntil(
+      [&] { return gw.metric("impgate_errors_total{reason=\"flapping\"}") >= refusedAtBan + 2; },
+      30s));
+  CHECK(onlineStates() == onlineAtBan);
+  CHECK(gw.metric("impgate_flapping_bans_total") == 1);
+  CHECK(gw.process().log().find("device is flapping") != std::string::npos);
+  first.stop();
+  second.stop();
+}
