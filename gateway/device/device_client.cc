@@ -9,6 +9,7 @@
 
 #include "gateway/base/names.h"
 #include "gateway/base/net/tls_transport.h"
+#include "gateway/device/tls_client_connect.h"
 
 namespace impgate::device {
 namespace {
@@ -77,7 +78,7 @@ void DeviceClient::startConnect() {
   std::string error;
   if (!endpoint_) endpoint_ = net::parseEndpoint(options_.gateway, error);
   if (endpoint_) {
-    fd_ = net::connectNonBlocking(*endpoint_, options_.source ? &*options_.source : nullptr, error);
+    fd_ = startTcpConnect(*endpoint_, options_.source, error);
   }
   if (!endpoint_ || fd_ < 0) {
     state_ = State::kConnecting;
@@ -118,33 +119,25 @@ void DeviceClient::onIoEvents(uint32_t events) {
 }
 
 void DeviceClient::onConnected() {
-  if (int err = net::socketError(fd_); err != 0) {
-    drop(std::string("connect: ") + std::strerror(err), false);
+  std::string error;
+  transport_ = startTlsClient(fd_, tls_, options_.serverName, session_, *credentials_, error);
+  if (!transport_) {
+    drop(error, false);
     return;
   }
-  auto tls = net::TlsTransport::connect(tls_, fd_, options_.serverName, session_);
-  if (!tls || !tls->useCredentials(credentials_->certificate(), credentials_->key())) {
-    drop("cannot set up TLS: " + net::takeOpenSslError(), false);
-    return;
-  }
-  transport_ = std::move(tls);
   state_ = State::kHandshake;
   driveHandshake();
 }
 
 void DeviceClient::driveHandshake() {
-  switch (transport_->handshake()) {
-    case net::IoStatus::kWantRead:
-      watchFor(EPOLLIN);
-      return;
-    case net::IoStatus::kWantWrite:
-      watchFor(EPOLLIN | EPOLLOUT);
-      return;
-    case net::IoStatus::kOk:
-      break;
-    default:
-      drop("tls: " + transport_->lastError(), false);
-      return;
+  HandshakeStep step = stepHandshake(*transport_);
+  if (!step.error.empty()) {
+    drop(step.error, false);
+    return;
+  }
+  if (!step.done) {
+    watchFor(step.watch);
+    return;
   }
   resumed_ = transport_->resumed();
   state_ = State::kHelloSent;

@@ -10,8 +10,7 @@
 #include <string>
 #include <thread>
 
-#include "tests/support/child_process.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/testbed.h"
 
 namespace {
 

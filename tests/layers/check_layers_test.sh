@@ -20,4 +20,11 @@ if "$checker" "$scratch" 2>/dev/null; then
   echo "check-layers accepted the daemon library including the Paho bridge" >&2
   exit 1
 fi
+rm "$scratch/gateway/daemon/session.cc"
+mkdir -p "$scratch/tools/testbed"
+printf '#include "gateway/base/log.h"\n' >"$scratch/tools/testbed/broker.cc"
+if "$checker" "$scratch" 2>/dev/null; then
+  echo "check-layers accepted the test bed including impgate code" >&2
+  exit 1
+fi
 echo "check-layers: ok"

@@ -16,11 +16,11 @@
 #include "tools/impbench/device_client_pool.h"
 #include "tools/impbench/impgate_server.h"
 #include "tools/impbench/interrupt.h"
-#include "tools/impbench/mosquitto_server.h"
 #include "tools/impbench/mqtt_client_pool.h"
 #include "tools/impbench/openssl_handshake_bench.h"
 #include "tools/impbench/progress.h"
-#include "tools/impbench/scratch_dir.h"
+#include "tools/testbed/mosquitto_broker.h"
+#include "tools/testbed/temp_dir.h"
 
 namespace impgate::bench {
 namespace {
@@ -64,13 +64,29 @@ std::unique_ptr<net::TlsContext> deviceTls(const BenchFleet& fleet, std::string&
   return net::TlsContext::client(options, error);
 }
 
+// A private broker for one phase: its files in the run's dir, no client logging (the broker
+// must not pay for it), and a Ctrl-C cuts its start-up short.
+testbed::MosquittoOptions brokerOptions(const ConnectionBenchOptions& options,
+                                        const std::filesystem::path& dir, const std::string& name,
+                                        std::optional<testbed::MosquittoTls> tls) {
+  testbed::MosquittoOptions broker;
+  broker.binary = options.mosquittoBinary;
+  broker.dir = dir;
+  broker.name = name;
+  broker.tls = std::move(tls);
+  broker.logClients = false;
+  broker.interrupted = [] { return interrupted(); };
+  return broker;
+}
+
 void measureImpgate(const ConnectionBenchOptions& options, const BenchFleet& fleet,
                     const std::filesystem::path& dir, const std::vector<net::Endpoint>& sources,
                     ServerFigures& out) {
   out.ran = true;
   out.version = IMPGATE_VERSION;
   std::string error;
-  auto bus = MosquittoServer::start({options.mosquittoBinary, dir, "bus", std::nullopt}, error);
+  auto bus =
+      testbed::MosquittoBroker::start(brokerOptions(options, dir, "bus", std::nullopt), error);
   if (!bus) {
     out.error = "bus broker: " + error;
     return;
@@ -103,10 +119,11 @@ void measureMosquitto(const ConnectionBenchOptions& options, const BenchFleet& f
                       ServerFigures& out) {
   out.ran = true;
   std::string error;
-  MosquittoTls tlsListener{fleet.home().caCert().string(), fleet.home().gatewayCert().string(),
-                           fleet.home().gatewayKey().string()};
+  testbed::MosquittoTls tlsListener{fleet.home().caCert().string(),
+                                    fleet.home().gatewayCert().string(),
+                                    fleet.home().gatewayKey().string()};
   auto broker =
-      MosquittoServer::start({options.mosquittoBinary, dir, "baseline", tlsListener}, error);
+      testbed::MosquittoBroker::start(brokerOptions(options, dir, "baseline", tlsListener), error);
   if (!broker) {
     out.error = error;
     return;
@@ -157,14 +174,14 @@ BenchReport runConnectionBench(const ConnectionBenchOptions& options) {
     sources.push_back(*ep);
   }
   ConnectionBenchOptions resolved = options;
-  resolved.mosquittoBinary = findMosquitto(options.mosquittoBinary);
+  resolved.mosquittoBinary = testbed::findMosquitto(options.mosquittoBinary);
   if (resolved.mosquittoBinary.empty()) {
     report.error = "mosquitto not found (PATH, /usr/sbin); use --mosquitto PATH";
     return finish();
   }
 
   std::string error;
-  auto scratch = ScratchDir::create(options.tempParent, error);
+  auto scratch = testbed::TempDir::create(options.tempParent, "impbench", error);
   if (!scratch) {
     report.error = error;
     return finish();

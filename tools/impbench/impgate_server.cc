@@ -6,7 +6,8 @@
 #include <thread>
 
 #include "tools/impbench/interrupt.h"
-#include "tools/impbench/tcp_table.h"
+#include "tools/testbed/free_port.h"
+#include "tools/testbed/tcp_table.h"
 
 namespace impgate::bench {
 namespace {
@@ -32,7 +33,7 @@ std::unique_ptr<ImpgateServer> ImpgateServer::start(const ImpgateConfig& config,
 }
 
 bool ImpgateServer::launch(const ImpgateConfig& config, std::string& error) {
-  port_ = freeLoopbackPort();
+  port_ = testbed::freeLoopbackPort();
   if (port_ == 0) {
     error = "no free loopback port";
     return false;
@@ -58,7 +59,7 @@ bool ImpgateServer::launch(const ImpgateConfig& config, std::string& error) {
       "--log-level",
       "warn",
   };
-  if (!process_.start(args, config.logDir / "impgate.log", error)) return false;
+  if (!process_.tryStart(args, config.logDir / "impgate.log", error)) return false;
   auto deadline = Clock::now() + kStartDeadline;
   for (;;) {
     if (process_.exited()) {
@@ -67,9 +68,9 @@ bool ImpgateServer::launch(const ImpgateConfig& config, std::string& error) {
     }
     // Ready: devices can connect and presence has somewhere to go. Neither check opens a
     // connection impgate would see.
-    if (isListening(port_) && establishedTo(config.busPort) > 0) return true;
+    if (testbed::isListening(port_) && testbed::establishedTo(config.busPort) > 0) return true;
     if (Clock::now() >= deadline || interrupted()) {
-      process_.stop();
+      process_.stop(kStopGrace);
       error = interrupted()
                   ? "interrupted"
                   : "impgate did not listen and reach the bus within 15 s:\n" + process_.logTail();

@@ -7,12 +7,13 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
 
-#include "tools/impbench/spawned_process.h"
+#include "tools/testbed/child_process.h"
 
 namespace impgate::bench {
 
@@ -29,18 +30,22 @@ class ImpgateServer {
   // Starts impgate and waits (up to 15 s) until its device port listens and it holds its
   // connection to the bus. nullptr with `error` (and impgate's log) on failure.
   static std::unique_ptr<ImpgateServer> start(const ImpgateConfig& config, std::string& error);
+  ~ImpgateServer() { stop(); }
 
   uint16_t port() const { return port_; }
   pid_t pid() const { return process_.pid(); }
   // Stops impgate (SIGTERM: it says goodbye to its devices and leaves the bus).
-  void stop() { process_.stop(); }
+  void stop() { process_.stop(kStopGrace); }
   std::string logTail() const { return process_.logTail(); }
 
  private:
   ImpgateServer() = default;
   bool launch(const ImpgateConfig& config, std::string& error);
 
-  SpawnedProcess process_;
+  // Saying goodbye to a large fleet takes a while.
+  static constexpr std::chrono::seconds kStopGrace{10};
+
+  testbed::ChildProcess process_;
   uint16_t port_ = 0;
 };
 

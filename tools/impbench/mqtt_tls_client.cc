@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "gateway/device/tls_client_connect.h"
+
 namespace impgate::bench {
 namespace {
 
@@ -57,7 +59,7 @@ MqttTlsClient::~MqttTlsClient() {
 void MqttTlsClient::connect() {
   closeSocket();
   std::string error;
-  fd_ = net::connectNonBlocking(broker_, source_ ? &*source_ : nullptr, error);
+  fd_ = device::startTcpConnect(broker_, source_, error);
   if (fd_ < 0) {
     fail(error);
     return;
@@ -122,15 +124,11 @@ void MqttTlsClient::onIoEvents(uint32_t events) {
 }
 
 void MqttTlsClient::onSocketConnected() {
-  if (int err = net::socketError(fd_); err != 0) {
-    fail(std::string("connect: ") + std::strerror(err));
-    return;
-  }
   // The broker presents the gateway's certificate, issued for 127.0.0.1.
-  transport_ = net::TlsTransport::connect(tls_, fd_, "127.0.0.1", session_);
-  if (!transport_ ||
-      !transport_->useCredentials(credentials_->certificate(), credentials_->key())) {
-    fail("cannot set up TLS: " + net::takeOpenSslError());
+  std::string error;
+  transport_ = device::startTlsClient(fd_, tls_, "127.0.0.1", session_, *credentials_, error);
+  if (!transport_) {
+    fail(error);
     return;
   }
   state_ = State::kHandshake;
@@ -138,18 +136,14 @@ void MqttTlsClient::onSocketConnected() {
 }
 
 void MqttTlsClient::driveHandshake() {
-  switch (transport_->handshake()) {
-    case net::IoStatus::kWantRead:
-      watchFor(EPOLLIN);
-      return;
-    case net::IoStatus::kWantWrite:
-      watchFor(EPOLLIN | EPOLLOUT);
-      return;
-    case net::IoStatus::kOk:
-      break;
-    default:
-      fail("tls: " + transport_->lastError());
-      return;
+  device::HandshakeStep step = device::stepHandshake(*transport_);
+  if (!step.error.empty()) {
+    fail(step.error);
+    return;
+  }
+  if (!step.done) {
+    watchFor(step.watch);
+    return;
   }
   resumed_ = transport_->resumed();
   state_ = State::kAwaitConnack;

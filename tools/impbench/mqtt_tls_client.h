@@ -1,7 +1,8 @@
 // One MQTT 3.1.1 client over mutual TLS on an EventLoop, with just enough protocol for the
 // mosquitto baseline: connect, present the device's certificate, send CONNECT (clean session,
 // no keepalive), wait for CONNACK, sit idle, and leave with DISCONNECT. It keeps the TLS
-// session it was given and offers it on the next connect, like a DeviceClient.
+// session it was given and offers it on the next connect, like a DeviceClient, whose connect
+// and handshake steps it takes (gateway/device/tls_client_connect.h).
 //
 // All calls run on the loop's thread. Events must not destroy the client; the pool that owns
 // it destroys it outside callbacks.

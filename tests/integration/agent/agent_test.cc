@@ -10,9 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "tests/support/free_port.h"
-#include "tests/support/mosquitto_fixture.h"
 #include "tests/support/mqtt_probe.h"
+#include "tests/support/testbed.h"
 #include "tests/support/wait_until.h"
 
 using impgate::bus::Agent;

@@ -4,7 +4,7 @@
 #include <fstream>
 
 #include "tests/integration/gateway/gateway_fixture.h"
-#include "tests/support/free_port.h"
+#include "tests/support/testbed.h"
 #include "tests/support/wait_until.h"
 
 using namespace impgate;

@@ -12,7 +12,7 @@
 #include <stdexcept>
 
 #include "gateway/base/pki/fleet_ca.h"
-#include "tests/support/free_port.h"
+#include "tests/support/testbed.h"
 #include "tests/support/wait_until.h"
 
 namespace impgate::testing {

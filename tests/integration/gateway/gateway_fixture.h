@@ -13,10 +13,8 @@
 
 #include "gateway/base/home.h"
 #include "gateway/device/blocking_device.h"
-#include "tests/support/child_process.h"
-#include "tests/support/mosquitto_fixture.h"
 #include "tests/support/mqtt_probe.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/testbed.h"
 
 namespace impgate::testing {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/support/temp_dir.h"
+#include "tests/support/testbed.h"
 
 using impgate::gateway::applyConfigFile;
 using impgate::gateway::applySetting;

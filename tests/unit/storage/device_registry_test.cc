@@ -5,7 +5,7 @@
 #include <string>
 
 #include "storage/audit_log.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/testbed.h"
 
 using namespace impgate::storage;
 using impgate::testing::TempDir;

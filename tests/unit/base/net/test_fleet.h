@@ -12,7 +12,7 @@
 
 #include "gateway/base/home.h"
 #include "gateway/base/net/tls_context.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/testbed.h"
 
 namespace impgate::testing {
 

@@ -5,7 +5,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 
-#include "tests/support/temp_dir.h"
+#include "tests/support/testbed.h"
 
 using namespace impgate::pki;
 using impgate::testing::TempDir;

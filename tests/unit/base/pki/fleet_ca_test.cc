@@ -10,7 +10,7 @@
 #include "gateway/base/pki/certificate_info.h"
 #include "gateway/base/pki/device_identity.h"
 #include "gateway/base/pki/pem_files.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/testbed.h"
 
 using namespace impgate::pki;
 using impgate::Home;

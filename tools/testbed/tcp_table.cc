@@ -1,16 +1,11 @@
-#include "tools/impbench/tcp_table.h"
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include "tools/testbed/tcp_table.h"
 
 #include <fstream>
 #include <functional>
 #include <sstream>
 #include <string>
 
-namespace impgate::bench {
+namespace impgate::testbed {
 namespace {
 
 constexpr int kEstablished = 0x01;
@@ -54,20 +49,4 @@ std::size_t establishedTo(uint16_t port) {
   return count;
 }
 
-uint16_t freeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  uint16_t port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-}  // namespace impgate::bench
+}  // namespace impgate::testbed

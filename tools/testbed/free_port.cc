@@ -1,11 +1,11 @@
-#include "tests/support/free_port.h"
+#include "tools/testbed/free_port.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-namespace impgate::testing {
+namespace impgate::testbed {
 
 uint16_t freeLoopbackPort() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -36,4 +36,4 @@ bool acceptsConnections(uint16_t port) {
   return ok;
 }
 
-}  // namespace impgate::testing
+}  // namespace impgate::testbed

@@ -1,4 +1,4 @@
-#include "tests/support/child_process.h"
+#include "tools/testbed/child_process.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -13,7 +13,7 @@
 #include <stdexcept>
 #include <thread>
 
-namespace impgate::testing {
+namespace impgate::testbed {
 
 std::string readWholeFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -54,6 +54,8 @@ void ChildProcess::start(const std::vector<std::string>& args, const std::filesy
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) ::_exit(1);
+    ::setpgid(0, 0);  // a Ctrl-C at the terminal is for the parent, which stops its children
+    ::signal(SIGPIPE, SIG_DFL);  // an ignored signal survives exec, like the mask below
     // The test may block signals in its threads; the mask survives exec, so clear it.
     sigset_t none;
     sigemptyset(&none);
@@ -109,8 +111,24 @@ void ChildProcess::kill() {
   pid_ = -1;
 }
 
+bool ChildProcess::tryStart(const std::vector<std::string>& args,
+                            const std::filesystem::path& logPath, std::string& error) {
+  try {
+    start(args, logPath);
+    return true;
+  } catch (const std::runtime_error& e) {
+    error = e.what();
+    return false;
+  }
+}
+
 std::string ChildProcess::log() const {
   return readWholeFile(logPath_);
 }
 
-}  // namespace impgate::testing
+std::string ChildProcess::logTail(std::size_t bytes) const {
+  std::string all = log();
+  return all.size() > bytes ? all.substr(all.size() - bytes) : all;
+}
+
+}  // namespace impgate::testbed

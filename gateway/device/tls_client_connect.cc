@@ -1,0 +1,50 @@
+#include "gateway/device/tls_client_connect.h"
+
+#include <sys/epoll.h>
+
+#include <cstring>
+
+namespace impgate::device {
+
+int startTcpConnect(const net::Endpoint& to, const std::optional<net::Endpoint>& from,
+                    std::string& error) {
+  return net::connectNonBlocking(to, from ? &*from : nullptr, error);
+}
+
+std::unique_ptr<net::TlsTransport> startTlsClient(int fd, const net::TlsContext& tls,
+                                                  const std::string& serverName,
+                                                  SSL_SESSION* session,
+                                                  const DeviceCredentials& credentials,
+                                                  std::string& error) {
+  if (int err = net::socketError(fd); err != 0) {
+    error = std::string("connect: ") + std::strerror(err);
+    return nullptr;
+  }
+  auto transport = net::TlsTransport::connect(tls, fd, serverName, session);
+  if (!transport || !transport->useCredentials(credentials.certificate(), credentials.key())) {
+    error = "cannot set up TLS: " + net::takeOpenSslError();
+    return nullptr;
+  }
+  return transport;
+}
+
+HandshakeStep stepHandshake(net::Transport& transport) {
+  HandshakeStep step;
+  switch (transport.handshake()) {
+    case net::IoStatus::kOk:
+      step.done = true;
+      break;
+    case net::IoStatus::kWantRead:
+      step.watch = EPOLLIN;
+      break;
+    case net::IoStatus::kWantWrite:
+      step.watch = EPOLLIN | EPOLLOUT;
+      break;
+    default:
+      step.error = "tls: " + transport.lastError();
+      break;
+  }
+  return step;
+}
+
+}  // namespace impgate::device
