@@ -79,8 +79,8 @@ void DeviceSession::onIoEvents(uint32_t events) {
   }
   bool retryRead = false;
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
-    // Writable: first the read that waited for it, then the queue (the order does not matter
-    // to TLS; either call sends what is pending).
+    // Writable: flush the queue, and retry the read that waited for writability even when
+    // nothing is queued (either call sends what TLS has pending).
     retryRead = readWantsWrite_;
     readWantsWrite_ = false;
     if (!output_.empty() && !writeWantsRead_) flushOutput();
