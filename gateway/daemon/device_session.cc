@@ -16,6 +16,9 @@ namespace {
 constexpr std::string_view kComp = "session";
 // Reads per readiness event before yielding to other connections.
 constexpr int kReadsPerEvent = 16;
+// The sent prefix of a session's output buffer is dropped once it is this large (and at least
+// half the buffer).
+constexpr std::size_t kCompactAfter = 64 * 1024;
 
 using protocol::ByeReason;
 
@@ -58,8 +61,12 @@ DeviceSession::~DeviceSession() {
 
 void DeviceSession::updateInterest() {
   if (state_ == State::kClosed) return;
-  uint32_t want = readPaused_ ? 0u : static_cast<uint32_t>(EPOLLIN);
-  if (!output_.empty()) want |= EPOLLOUT;
+  uint32_t want = 0;
+  // A read blocked on writability cannot progress on EPOLLIN: not watching it avoids spinning
+  // on input that stays in the socket until the pending TLS write is out.
+  if (!readPaused_ && !readWantsWrite_) want |= EPOLLIN;
+  if (writeWantsRead_) want |= EPOLLIN;
+  if (readWantsWrite_ || (!output_.empty() && !writeWantsRead_)) want |= EPOLLOUT;
   if (want == interest_) return;
   if (!gateway_.loop().rewatch(fd_, want, this)) {
     fail(ErrorReason::kIoError, ByeReason::kInternal, "cannot change the connection's events");
@@ -74,13 +81,27 @@ void DeviceSession::onIoEvents(uint32_t events) {
     driveHandshake();
     return;
   }
-  if (readPaused_ && (events & (EPOLLHUP | EPOLLERR))) {
+  if (readPaused_ && !writeWantsRead_ && (events & (EPOLLHUP | EPOLLERR))) {
     // Not reading, so the hang-up would be reported again and again: end it here.
     end("connection_lost", false, ByeReason::kNormal);
     return;
   }
-  if (events & EPOLLOUT) flushOutput();
-  if (state_ != State::kClosed && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) readAvailable();
+  bool retryRead = false;
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+    // Writable: flush the queue, and retry the read that waited for writability even when
+    // nothing is queued (either call sends what TLS has pending).
+    retryRead = readWantsWrite_;
+    readWantsWrite_ = false;
+    if (!output_.empty() && !writeWantsRead_) flushOutput();
+  }
+  if (state_ != State::kClosed && writeWantsRead_ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+    writeWantsRead_ = false;
+    flushOutput();
+  }
+  if (state_ != State::kClosed && (retryRead || (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))) {
+    readAvailable();
+  }
+  updateInterest();
   reaccount();
 }
 
@@ -140,11 +161,10 @@ void DeviceSession::readAvailable() {
       case net::IoStatus::kWantRead:
         return;
       case net::IoStatus::kWantWrite:
-        // TLS wants to write before it can read (key update): wait for writability.
-        if (!(interest_ & EPOLLOUT)) {
-          gateway_.loop().rewatch(fd_, interest_ | EPOLLOUT, this);
-          interest_ |= EPOLLOUT;
-        }
+        // TLS must write before it can read (a KeyUpdate or ticket half sent): retried on
+        // EPOLLOUT even when nothing is queued.
+        readWantsWrite_ = true;
+        updateInterest();
         return;
       case net::IoStatus::kClosed:
         end("peer_closed", false, ByeReason::kNormal);
@@ -376,7 +396,7 @@ void DeviceSession::sendFrame(const FrameT& frame) {
 
 void DeviceSession::write(std::span<const uint8_t> bytes) {
   if (!output_.empty()) {
-    if (output_.size() + bytes.size() > gateway_.config().maxOutputBuffer) {
+    if (outputQueued() + bytes.size() > gateway_.config().maxOutputBuffer) {
       fail(ErrorReason::kOutputOverflow, ByeReason::kOverloaded, "device is not reading");
       return;
     }
@@ -392,6 +412,8 @@ void DeviceSession::write(std::span<const uint8_t> bytes) {
     }
     if (r.status == net::IoStatus::kWantWrite || r.status == net::IoStatus::kWantRead) {
       output_.assign(bytes.begin(), bytes.end());
+      outputSent_ = 0;
+      writeWantsRead_ = r.status == net::IoStatus::kWantRead;
       updateInterest();
       return;
     }
@@ -401,20 +423,28 @@ void DeviceSession::write(std::span<const uint8_t> bytes) {
 }
 
 void DeviceSession::flushOutput() {
-  std::size_t done = 0;
-  while (done < output_.size()) {
-    net::IoResult r = transport_->write(std::span(output_).subspan(done));
+  while (outputSent_ < output_.size()) {
+    net::IoResult r = transport_->write(std::span(output_).subspan(outputSent_));
     if (r.status != net::IoStatus::kOk) {
+      if (r.status == net::IoStatus::kWantRead) writeWantsRead_ = true;
       if (r.status == net::IoStatus::kWantWrite || r.status == net::IoStatus::kWantRead) break;
       end("connection_lost", false, ByeReason::kNormal);
       return;
     }
     gateway_.stats().bytesOut.inc(r.bytes);
-    done += r.bytes;
+    outputSent_ += r.bytes;
   }
-  output_.erase(output_.begin(), output_.begin() + static_cast<std::ptrdiff_t>(done));
-  // An idle connection keeps no buffer.
-  if (output_.empty()) output_.shrink_to_fit();
+  if (outputSent_ == output_.size()) {
+    // An idle connection keeps no buffer.
+    output_.clear();
+    output_.shrink_to_fit();
+    outputSent_ = 0;
+  } else if (outputSent_ >= kCompactAfter && outputSent_ >= output_.size() / 2) {
+    // Moving the rest costs no more than what was sent since the last move: O(bytes) overall.
+    // The transport may be offered the rest at its new address (ACCEPT_MOVING_WRITE_BUFFER).
+    output_.erase(output_.begin(), output_.begin() + static_cast<std::ptrdiff_t>(outputSent_));
+    outputSent_ = 0;
+  }
   updateInterest();
 }
 

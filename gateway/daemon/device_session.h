@@ -98,6 +98,8 @@ class DeviceSession final : public net::IoHandler {
   template <typename FrameT>
   void sendFrame(const FrameT& frame);
   void write(std::span<const uint8_t> bytes);
+  // Bytes queued in output_ and not yet taken by the transport.
+  std::size_t outputQueued() const { return output_.size() - outputSent_; }
   void updateInterest();
   void closeNow(std::string_view why, bool sendBye, protocol::ByeReason bye);
   void publishReceipt(const PendingDelivery& d, std::string_view status);
@@ -109,8 +111,11 @@ class DeviceSession final : public net::IoHandler {
   std::string deviceId_;
   std::string codeId_;
   protocol::FrameReader reader_;
-  std::vector<uint8_t> output_;  // bytes the transport has not taken yet; empty when idle
-  std::vector<uint8_t> held_;    // read but not yet framed because reading paused
+  // Bytes the transport has not taken yet start at output_[outputSent_]; the sent prefix is
+  // dropped only once it is large, so a long backlog drains in O(bytes). Empty when idle.
+  std::vector<uint8_t> output_;
+  std::size_t outputSent_ = 0;
+  std::vector<uint8_t> held_;  // read but not yet framed because reading paused
   std::vector<PendingDelivery> pending_;
   std::vector<InflightPublish> inflight_;  // in publish order
   uint64_t epochMs_ = 0;
@@ -127,6 +132,11 @@ class DeviceSession final : public net::IoHandler {
   State state_ = State::kHandshake;
   bool pingOutstanding_ = false;
   bool readPaused_ = false;
+  // TLS may need the other direction to make progress (as Redis tracks it): a read that must
+  // first write (a KeyUpdate or ticket half sent) waits for EPOLLOUT, a write that must first
+  // read waits for EPOLLIN; that event then resumes the blocked operation.
+  bool readWantsWrite_ = false;
+  bool writeWantsRead_ = false;
 };
 
 }  // namespace impgate::gateway

@@ -1,7 +1,6 @@
 #include "gateway/device/blocking_device.h"
 
 #include <csignal>
-#include <future>
 
 namespace impgate::device {
 
@@ -15,6 +14,7 @@ std::unique_ptr<BlockingDevice> BlockingDevice::create(const BlockingDeviceConfi
   tlsOptions.caFile = config.caFile;
   tlsOptions.allowTls12 = config.allowTls12;
   std::unique_ptr<BlockingDevice> d(new BlockingDevice());
+  d->callTimeout_ = config.callTimeout;
   d->tls_ = net::TlsContext::client(tlsOptions, error);
   if (!d->tls_) return nullptr;
   BlockingDevice* self = d.get();
@@ -58,12 +58,43 @@ BlockingDevice::~BlockingDevice() {
   client_.reset();
 }
 
-template <typename Fn>
-auto BlockingDevice::call(Fn&& fn) -> decltype(fn()) {
-  std::packaged_task<decltype(fn())()> task(std::forward<Fn>(fn));
-  auto result = task.get_future();
-  loop_.post([&task] { task(); });
-  return result.get();
+bool BlockingDevice::call(const std::function<void()>& fn) {
+  // Shared with the posted task, which may outlive this call when it timed out; `fn` itself
+  // lives in the caller's frame and is only touched while the caller still waits for it.
+  struct Pending {
+    enum class Stage { kQueued, kRunning, kDone, kAbandoned };
+    std::mutex mutex;
+    std::condition_variable changed;
+    Stage stage = Stage::kQueued;
+  };
+  using Stage = Pending::Stage;
+  auto pending = std::make_shared<Pending>();
+  const std::function<void()>* work = &fn;
+  loop_.post([pending, work] {
+    {
+      std::lock_guard<std::mutex> lock(pending->mutex);
+      if (pending->stage == Stage::kAbandoned) return;
+      pending->stage = Stage::kRunning;
+    }
+    (*work)();
+    {
+      std::lock_guard<std::mutex> lock(pending->mutex);
+      pending->stage = Stage::kDone;
+    }
+    pending->changed.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(pending->mutex);
+  if (pending->changed.wait_for(lock, callTimeout_,
+                                [&] { return pending->stage == Stage::kDone; })) {
+    return true;
+  }
+  if (pending->stage == Stage::kQueued) {
+    pending->stage = Stage::kAbandoned;
+    return false;
+  }
+  // Started just now: DeviceClient calls do not block, and `fn` must not outlive this frame.
+  pending->changed.wait(lock, [&] { return pending->stage == Stage::kDone; });
+  return true;
 }
 
 bool BlockingDevice::connect(std::chrono::milliseconds timeout, std::string& error) {
@@ -71,7 +102,10 @@ bool BlockingDevice::connect(std::chrono::milliseconds timeout, std::string& err
     std::lock_guard<std::mutex> lock(mutex_);
     offlineReason_.reset();
   }
-  call([this] { client_->connect(); });
+  if (!call([this] { client_->connect(); })) {
+    error = "device thread busy";
+    return false;
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   bool done = changed_.wait_for(lock, timeout, [this] { return online_ || offlineReason_; });
   if (online_) return true;
@@ -84,11 +118,16 @@ std::optional<protocol::AckStatus> BlockingDevice::send(const std::string& event
                                                         std::chrono::milliseconds timeout,
                                                         std::string& error) {
   uint32_t id = 0;
-  SendError sent = call([&] {
+  SendError sent = SendError::kNotConnected;
+  bool ran = call([&] {
     auto bytes =
         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
-    return client_->send(event, bytes, ackWanted, &id);
+    sent = client_->send(event, bytes, ackWanted, &id);
   });
+  if (!ran) {
+    error = "device thread busy";
+    return std::nullopt;
+  }
   if (sent != SendError::kNone) {
     error = std::string(sendErrorName(sent));
     return std::nullopt;
@@ -111,11 +150,12 @@ std::optional<protocol::AckStatus> BlockingDevice::send(const std::string& event
 }
 
 bool BlockingDevice::log(protocol::LogLevel level, const std::string& text) {
-  return call([&] { return client_->log(level, text); }) == SendError::kNone;
+  SendError sent = SendError::kNotConnected;
+  return call([&] { sent = client_->log(level, text); }) && sent == SendError::kNone;
 }
 
-void BlockingDevice::writeRaw(std::string bytes) {
-  call([&] {
+bool BlockingDevice::writeRaw(std::string bytes) {
+  return call([&] {
     client_->writeRaw(
         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
   });
@@ -143,13 +183,15 @@ bool BlockingDevice::online() {
 }
 
 bool BlockingDevice::resumed() {
-  return call([this] { return client_->lastHandshakeResumed(); });
+  bool resumed = false;
+  return call([&] { resumed = client_->lastHandshakeResumed(); }) && resumed;
 }
 
-void BlockingDevice::disconnect() {
-  call([this] { client_->disconnect(); });
+bool BlockingDevice::disconnect() {
+  bool done = call([this] { client_->disconnect(); });
   std::lock_guard<std::mutex> lock(mutex_);
   online_ = false;
+  return done;
 }
 
 }  // namespace impgate::device

@@ -1,13 +1,17 @@
 // BlockingDevice: a DeviceClient on its own thread behind a synchronous API, for command-line
 // tools (impdev send / listen) and integration tests.
 //
-// Every call is thread-safe and waits with a deadline; none blocks forever. Creating one sets
+// Every call is thread-safe and waits with a deadline; none blocks forever. Calls that take no
+// timeout of their own (log, writeRaw, resumed, disconnect, and the first step of connect and
+// send) wait at most `callTimeout` for the device thread, and report a failure when it is
+// busy for longer; a call that timed out is dropped and never runs later. Creating one sets
 // SIGPIPE to be ignored in the process (see DeviceClient).
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -24,6 +28,8 @@ struct BlockingDeviceConfig {
   std::string certFile;  // device certificate
   std::string keyFile;
   bool allowTls12 = false;
+  // How long a call waits for the device thread to run it.
+  std::chrono::milliseconds callTimeout{5000};
 };
 
 struct ReceivedMessage {
@@ -39,7 +45,8 @@ class BlockingDevice {
   static std::unique_ptr<BlockingDevice> create(const BlockingDeviceConfig& config,
                                                 std::string& error);
 
-  // Connects and waits for WELCOME. False with `error` (e.g. "tls: ...", "bye:...").
+  // Connects and waits for WELCOME. False with `error` (e.g. "tls: ...", "bye:...", or
+  // "device thread busy" when it could not even start within callTimeout).
   bool connect(std::chrono::milliseconds timeout, std::string& error);
   // Sends and, when `ackWanted`, waits for the gateway's ACK. Returns the ACK status (kOk when
   // no ACK was wanted and the frame was written), or nullopt with `error` on timeout or when
@@ -47,22 +54,29 @@ class BlockingDevice {
   std::optional<protocol::AckStatus> send(const std::string& event, const std::string& payload,
                                           bool ackWanted, std::chrono::milliseconds timeout,
                                           std::string& error);
+  // False when the link is down or the device thread did not take the call in time.
   bool log(protocol::LogLevel level, const std::string& text);
-  void writeRaw(std::string bytes);
+  // False when the device thread did not take the bytes in time.
+  bool writeRaw(std::string bytes);
   // The next agent message, waiting at most `timeout`.
   std::optional<ReceivedMessage> nextMessage(std::chrono::milliseconds timeout);
   // Waits until the link is down; returns the reason, or nullopt on timeout.
   std::optional<std::string> waitOffline(std::chrono::milliseconds timeout);
   bool online();
+  // False also when the device thread did not answer in time.
   bool resumed();
-  void disconnect();
+  // Sends BYE and closes; false when the device thread did not take the call in time (the
+  // link is then closed when the BlockingDevice is destroyed).
+  bool disconnect();
 
  private:
   BlockingDevice() = default;
-  // Runs `fn` on the device thread and waits for it.
-  template <typename Fn>
-  auto call(Fn&& fn) -> decltype(fn());
+  // Runs `fn` on the device thread and waits at most callTimeout_ for it. False when it timed
+  // out before the device thread started it: `fn` is then never run, so it may safely refer
+  // to the caller's locals. Once started, `fn` (non-blocking work) is waited for.
+  bool call(const std::function<void()>& fn);
 
+  std::chrono::milliseconds callTimeout_{5000};
   net::EventLoop loop_;
   std::unique_ptr<net::TlsContext> tls_;
   std::unique_ptr<DeviceClient> client_;

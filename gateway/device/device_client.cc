@@ -100,6 +100,15 @@ void DeviceClient::watchFor(uint32_t events) {
   interest_ = events;
 }
 
+void DeviceClient::updateInterest() {
+  uint32_t want = 0;
+  // A read blocked on writability cannot progress on EPOLLIN: not watching it avoids spinning
+  // on input that stays in the socket until the pending TLS write is out.
+  if (!readWantsWrite_ || writeWantsRead_) want |= EPOLLIN;
+  if (readWantsWrite_ || (!output_.empty() && !writeWantsRead_)) want |= EPOLLOUT;
+  watchFor(want);
+}
+
 void DeviceClient::onIoEvents(uint32_t events) {
   switch (state_) {
     case State::kConnecting:
@@ -109,10 +118,25 @@ void DeviceClient::onIoEvents(uint32_t events) {
       driveHandshake();
       return;
     case State::kHelloSent:
-    case State::kOnline:
-      if (events & EPOLLOUT) flushOutput();
-      if (fd_ >= 0 && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) readAvailable();
+    case State::kOnline: {
+      // Still this link: a handler may have dropped it (and even started the next one).
+      auto linkUp = [this] {
+        return fd_ >= 0 && (state_ == State::kHelloSent || state_ == State::kOnline);
+      };
+      bool retryRead = false;
+      if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+        retryRead = readWantsWrite_;
+        readWantsWrite_ = false;
+        if (!output_.empty() && !writeWantsRead_) flushOutput();
+      }
+      if (linkUp() && writeWantsRead_ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        writeWantsRead_ = false;
+        flushOutput();
+      }
+      if (linkUp() && (retryRead || (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))) readAvailable();
+      if (linkUp()) updateInterest();
       return;
+    }
     default:
       return;
   }
@@ -162,7 +186,10 @@ void DeviceClient::readAvailable() {
     }
     if (r.status == net::IoStatus::kWantRead) return;
     if (r.status == net::IoStatus::kWantWrite) {
-      watchFor(interest_ | EPOLLOUT);
+      // TLS must write before it can read (a KeyUpdate half sent): retried on EPOLLOUT even
+      // when nothing is queued.
+      readWantsWrite_ = true;
+      updateInterest();
       return;
     }
     drop(r.status == net::IoStatus::kClosed ? "closed by gateway"
@@ -230,6 +257,11 @@ SendError DeviceClient::log(protocol::LogLevel level, std::string_view text) {
   return SendError::kNone;
 }
 
+bool DeviceClient::requestKeyUpdate() {
+  if (!transport_ || (state_ != State::kOnline && state_ != State::kHelloSent)) return false;
+  return transport_->requestKeyUpdate();
+}
+
 void DeviceClient::writeRaw(std::span<const uint8_t> bytes) {
   if (transport_ && (state_ == State::kOnline || state_ == State::kHelloSent)) write(bytes);
 }
@@ -254,7 +286,8 @@ void DeviceClient::write(std::span<const uint8_t> bytes) {
     }
     if (r.status == net::IoStatus::kWantWrite || r.status == net::IoStatus::kWantRead) {
       output_.assign(bytes.begin(), bytes.end());
-      watchFor(EPOLLIN | EPOLLOUT);
+      writeWantsRead_ = r.status == net::IoStatus::kWantRead;
+      updateInterest();
       return;
     }
     drop("connection lost: " + transport_->lastError(), false);
@@ -266,6 +299,7 @@ void DeviceClient::flushOutput() {
   std::size_t done = 0;
   while (done < output_.size()) {
     net::IoResult r = transport_->write(std::span(output_).subspan(done));
+    if (r.status == net::IoStatus::kWantRead) writeWantsRead_ = true;
     if (r.status == net::IoStatus::kWantWrite || r.status == net::IoStatus::kWantRead) break;
     if (r.status != net::IoStatus::kOk) {
       drop("connection lost: " + transport_->lastError(), false);
@@ -274,10 +308,8 @@ void DeviceClient::flushOutput() {
     done += r.bytes;
   }
   output_.erase(output_.begin(), output_.begin() + static_cast<std::ptrdiff_t>(done));
-  if (output_.empty()) {
-    output_.shrink_to_fit();
-    watchFor(EPOLLIN);
-  }
+  if (output_.empty()) output_.shrink_to_fit();
+  updateInterest();
 }
 
 void DeviceClient::tick() {
@@ -322,6 +354,8 @@ void DeviceClient::drop(const std::string& reason, bool sendBye) {
   interest_ = 0;
   output_.clear();
   output_.shrink_to_fit();
+  readWantsWrite_ = false;
+  writeWantsRead_ = false;
   pingOutstanding_ = false;
   bool wasActive = state_ != State::kIdle && state_ != State::kWaiting;
   // Backoff restarts only after a link that lasted: a device dropped right after connecting

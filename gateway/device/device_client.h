@@ -78,6 +78,10 @@ class DeviceClient final : public net::IoHandler {
   SendError log(protocol::LogLevel level, std::string_view text);
   // Writes raw bytes on the established link: for tests of the gateway's input checks.
   void writeRaw(std::span<const uint8_t> bytes);
+  // Starts a TLS 1.3 key update that asks the gateway to update its keys too; it goes out
+  // with the next read or write. False when not connected, not TLS 1.3, or while a write is
+  // pending. For long-lived links, and for tests of the I/O paths.
+  bool requestKeyUpdate();
 
   void onIoEvents(uint32_t events) override;
 
@@ -97,6 +101,9 @@ class DeviceClient final : public net::IoHandler {
   void sendFrame(const FrameT& frame);
   void write(std::span<const uint8_t> bytes);
   void watchFor(uint32_t events);
+  // Watches what the link needs now: input, unless a read waits for writability; output while
+  // something is queued or a read waits for it.
+  void updateInterest();
   void tick();
   void drop(const std::string& reason, bool sendBye);
   void scheduleReconnect();
@@ -117,6 +124,11 @@ class DeviceClient final : public net::IoHandler {
   State state_ = State::kIdle;
   bool resumed_ = false;
   bool pingOutstanding_ = false;
+  // TLS may need the other direction to make progress (as Redis tracks it): a read that must
+  // first write waits for EPOLLOUT, a write that must first read waits for EPOLLIN; that event
+  // then resumes the blocked operation.
+  bool readWantsWrite_ = false;
+  bool writeWantsRead_ = false;
   uint32_t nextId_ = 1;
   uint64_t connects_ = 0;
   std::chrono::seconds keepalive_{60};

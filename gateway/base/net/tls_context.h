@@ -6,8 +6,10 @@
 
 #include <openssl/ssl.h>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace impgate::net {
 
@@ -26,6 +28,11 @@ struct TlsClientOptions {
   bool allowTls12 = false;
 };
 
+// Answers whether the device certificate with this device id and serial (upper-case hex, as
+// pki::serialHex prints it) is revoked. Runs on the reactor thread of every server-side
+// handshake, full or resumed, so it must be quick.
+using RevocationCheck = std::function<bool(std::string_view deviceId, std::string_view serialHex)>;
+
 class TlsContext {
  public:
   ~TlsContext();
@@ -38,10 +45,24 @@ class TlsContext {
 
   SSL_CTX* get() const { return ctx_; }
 
+  // Server side: consulted on every handshake (full or resumed) and before a ticket is
+  // accepted. Set before the first connection; the revocation feature itself builds on this.
+  void setRevocationCheck(RevocationCheck check) { revoked_ = std::move(check); }
+
+  // Server side: why `peer`, the device certificate of a connection or of a session offered
+  // for resumption, may not be used now (not yet valid, expired, revoked, missing); empty
+  // when it may. TLS verification checks this on full handshakes only; a resumed session
+  // carries the certificate from its first handshake, so it is checked again here.
+  std::string refusePeer(X509* peer) const;
+
  private:
   explicit TlsContext(SSL_CTX* ctx) : ctx_(ctx) {}
   SSL_CTX* ctx_;
+  RevocationCheck revoked_;
 };
+
+// The TlsContext an SSL_CTX was created for (set by TlsContext::server/client).
+const TlsContext* contextOf(const SSL* ssl);
 
 // The newest OpenSSL error queue entry as text (and clears the queue).
 std::string takeOpenSslError();

@@ -74,8 +74,19 @@ IoStatus TlsTransport::classify(int ret) {
 IoStatus TlsTransport::handshake() {
   ERR_clear_error();
   int ret = SSL_do_handshake(ssl_);
-  if (ret == 1) return IoStatus::kOk;
-  return classify(ret);
+  if (ret != 1) return classify(ret);
+  if (SSL_is_server(ssl_)) {
+    // Verification ran only if this was a full handshake; a resumed session brings the
+    // certificate of its first handshake, which may have expired or been revoked since.
+    const TlsContext* ctx = contextOf(ssl_);
+    std::string refused =
+        ctx ? ctx->refusePeer(SSL_get0_peer_certificate(ssl_)) : std::string("no TLS context");
+    if (!refused.empty()) {
+      lastError_ = refused + (resumed() ? " (resumed session)" : "");
+      return IoStatus::kError;
+    }
+  }
+  return IoStatus::kOk;
 }
 
 IoResult TlsTransport::read(std::span<uint8_t> into) {
@@ -108,6 +119,10 @@ std::string TlsTransport::peerIdentity() const {
 
 bool TlsTransport::resumed() const {
   return SSL_session_reused(ssl_) == 1;
+}
+
+bool TlsTransport::requestKeyUpdate() {
+  return SSL_version(ssl_) >= TLS1_3_VERSION && SSL_key_update(ssl_, SSL_KEY_UPDATE_REQUESTED) == 1;
 }
 
 bool TlsTransport::useCredentials(X509* cert, EVP_PKEY* key) {

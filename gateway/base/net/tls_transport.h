@@ -33,6 +33,7 @@ class TlsTransport final : public Transport {
   std::string peerIdentity() const override;
   bool resumed() const override;
   std::string lastError() const override { return lastError_; }
+  bool requestKeyUpdate() override;
 
   // Uses this certificate and key for this connection only (client side, many devices in one
   // process share one context).

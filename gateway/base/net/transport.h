@@ -34,10 +34,12 @@ class Transport {
 
   // Drives the handshake; kOk once complete. Call again on kWantRead / kWantWrite.
   virtual IoStatus handshake() = 0;
-  // Reads decrypted bytes into `into`.
+  // Reads decrypted bytes into `into`. A read may answer kWantWrite (TLS has to send something,
+  // e.g. its own KeyUpdate, before it can go on): retry the read when the socket is writable.
   virtual IoResult read(std::span<uint8_t> into) = 0;
   // Writes `from`; on kOk, `bytes` may be less than from.size(). After kWantWrite the same
-  // bytes must be offered again (TLS requires the retry to repeat the buffer).
+  // bytes must be offered again (TLS requires the retry to repeat the buffer); after kWantRead
+  // likewise, once the socket is readable.
   virtual IoResult write(std::span<const uint8_t> from) = 0;
   // Sends a close notification, best effort, without blocking.
   virtual void shutdown() = 0;
@@ -53,6 +55,10 @@ class Transport {
   // here. TlsTransport keeps everything today: OpenSSL 3.0 has no supported call that drops
   // the peer certificate or the handshake's leftovers from a live SSL object.
   virtual void trimAfterHandshake() {}
+  // Starts a key update that also asks the peer to update its keys (TLS 1.3 KeyUpdate,
+  // update_requested); it goes out with the next write. False when not supported. Long-lived
+  // links may use it; tests use it to make a read need a write.
+  virtual bool requestKeyUpdate() { return false; }
 };
 
 }  // namespace impgate::net

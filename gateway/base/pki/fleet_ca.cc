@@ -138,7 +138,7 @@ Result<IssuedDevice> FleetCa::issueDevice(std::string_view id, const IssueOption
                  "invalid device id '" + std::string(id) +
                      "': use 1-64 characters from A-Z a-z 0-9 . _ - (not starting with '.')"};
   }
-  if (options.validityDays <= 0) {
+  if (options.validity.count() <= 0 && options.validityDays <= 0) {
     return Error{ErrorCode::kInvalidArgument, "validity must be at least one day"};
   }
   const auto keyPath = home_.deviceKey(id);
@@ -153,7 +153,9 @@ Result<IssuedDevice> FleetCa::issueDevice(std::string_view id, const IssueOption
     return key.error();
   }
   const auto now = Clock::now();
-  auto notAfter = now + days(options.validityDays);
+  auto notAfter = options.validity.count() > 0
+                      ? now + options.validity
+                      : Clock::time_point(now + days(options.validityDays));
   // A certificate cannot usefully outlive the CA that vouches for it.
   if (std::optional<std::int64_t> caEnd = notAfterMs(cert_.get())) {
     notAfter = std::min(notAfter, Clock::time_point(std::chrono::milliseconds(*caEnd)));

@@ -34,6 +34,8 @@ struct InitOptions {
 struct IssueOptions {
   int validityDays = kDeviceValidityDays;  // capped at the CA's own expiry
   bool replace = false;                    // overwrite an existing key and certificate
+  // When positive, replaces validityDays: short-lived certificates, for tests of expiry.
+  std::chrono::seconds validity{0};
 };
 
 // What issueDevice() wrote, and the facts the registry records.

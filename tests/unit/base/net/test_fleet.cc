@@ -12,11 +12,13 @@ TestFleet::TestFleet() : dir_("impgate-fleet"), home_(dir_.path()) {
   REQUIRE(ca.ok());
 }
 
-void TestFleet::enroll(std::string_view id) {
+void TestFleet::enroll(std::string_view id, std::chrono::seconds validity) {
   if (enrolled_.contains(id)) return;
   auto ca = pki::FleetCa::load(home_);
   REQUIRE(ca.ok());
-  auto issued = ca->issueDevice(id);
+  pki::IssueOptions options;
+  options.validity = validity;
+  auto issued = ca->issueDevice(id, options);
   INFO((issued.ok() ? std::string() : issued.error().message));
   REQUIRE(issued.ok());
   enrolled_.emplace(id);

@@ -5,6 +5,7 @@
 // Setup failures fail the calling test (Catch2 REQUIRE), so tests can use the result directly.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <set>
 #include <string>
@@ -22,8 +23,9 @@ class TestFleet {
 
   const Home& home() const { return home_; }
 
-  // Issues a key and certificate for `id` (once per id).
-  void enroll(std::string_view id);
+  // Issues a key and certificate for `id` (once per id), valid for `validity` when given
+  // (short-lived certificates for expiry tests), else for the default device validity.
+  void enroll(std::string_view id, std::chrono::seconds validity = {});
 
   // The gateway side: the fleet's server credential, verifying devices against the fleet CA.
   std::unique_ptr<net::TlsContext> serverContext(bool sessionTickets = true) const;

@@ -8,6 +8,9 @@
 #include <chrono>
 #include <string>
 
+#include "gateway/base/pki/certificate_info.h"
+#include "gateway/base/pki/pem_files.h"
+#include "tests/support/wait_until.h"
 #include "tests/unit/base/net/test_fleet.h"
 
 using namespace impgate::net;
@@ -135,6 +138,43 @@ struct SessionRef {
   SessionRef(const SessionRef&) = delete;
   SessionRef& operator=(const SessionRef&) = delete;
 };
+
+// A first connection's ticket: full handshake, then one read on the client takes it in.
+SSL_SESSION* firstTicket(const TlsContext& serverCtx, const TlsContext& clientCtx) {
+  Link link;
+  auto s = server(serverCtx, link);
+  auto c = client(clientCtx, link);
+  auto outcome = handshake(*s, *c, link);
+  INFO("server: " << s->lastError() << " client: " << c->lastError());
+  REQUIRE(outcome.server == IoStatus::kOk);
+  writeAll(*s, "welcome");
+  readExactly(*c, link.clientFd, 7);
+  SSL_SESSION* ticket = c->takeSession();
+  REQUIRE(ticket != nullptr);
+  return ticket;
+}
+
+// Whether the gateway accepts a connection that offers `ticket` (may be null: full handshake),
+// and whether that connection resumed. A fresh ticket the server issues lands in `next`.
+struct Attempt {
+  IoStatus server;
+  bool resumed;
+  std::string error;
+};
+Attempt attempt(const TlsContext& serverCtx, const TlsContext& clientCtx, SSL_SESSION* ticket,
+                SSL_SESSION** next = nullptr) {
+  Link link;
+  auto s = server(serverCtx, link);
+  auto c = client(clientCtx, link, ticket);
+  auto outcome = handshake(*s, *c, link);
+  Attempt a{outcome.server, s->resumed(), s->lastError()};
+  if (next && outcome.server == IoStatus::kOk) {
+    writeAll(*s, "welcome");
+    readExactly(*c, link.clientFd, 7);
+    *next = c->takeSession();
+  }
+  return a;
+}
 
 }  // namespace
 
@@ -356,4 +396,108 @@ TEST_CASE("the device refuses a gateway whose certificate is from another CA") {
   auto outcome = handshake(*s, *c, link);
   CHECK(outcome.client == IoStatus::kError);
   CHECK_THAT(c->lastError(), Catch::Contains("certificate"));
+}
+
+TEST_CASE("a ticket never outlives the device certificate, and an expired one does not resume") {
+  TestFleet fleet;
+  // Valid for three seconds: long enough to connect and resume once, short enough to wait out.
+  fleet.enroll("dev-short", 3s);
+  auto serverCtx = fleet.serverContext();
+  auto clientCtx = fleet.clientContext("dev-short");
+  auto cert = impgate::pki::readCertificateFile(fleet.home().deviceCert("dev-short"));
+  REQUIRE(cert.ok());
+
+  SessionRef ticket(firstTicket(*serverCtx, *clientCtx));
+  // The ticket's lifetime (OpenSSL's default is two hours) ends with the certificate.
+  CHECK(SSL_SESSION_get_ticket_lifetime_hint(ticket.s) <= 3);
+
+  // While the certificate is valid the ticket resumes, and the fresh ticket issued on
+  // resumption is bounded by the certificate too.
+  SSL_SESSION* renewed = nullptr;
+  Attempt early = attempt(*serverCtx, *clientCtx, ticket.s, &renewed);
+  SessionRef renewedRef(renewed);
+  INFO(early.error);
+  REQUIRE(early.server == IoStatus::kOk);
+  CHECK(early.resumed);
+  REQUIRE(renewed != nullptr);
+  CHECK(SSL_SESSION_get_ticket_lifetime_hint(renewed) <= 3);
+
+  REQUIRE(impgate::testing::waitUntil(
+      [&] { return X509_cmp_current_time(X509_get0_notAfter(cert->get())) < 0; }, 10s, 50ms));
+
+  // Neither ticket gets an expired certificate back in, and a full handshake fails as before.
+  for (SSL_SESSION* offered : {ticket.s, renewed, static_cast<SSL_SESSION*>(nullptr)}) {
+    Attempt late = attempt(*serverCtx, *clientCtx, offered);
+    INFO("offered a ticket: " << (offered != nullptr) << " error: " << late.error);
+    CHECK(late.server == IoStatus::kError);
+    CHECK_FALSE(late.resumed);
+    CHECK_THAT(late.error, Catch::Contains("expired"));
+  }
+}
+
+TEST_CASE("the revocation check refuses full and resumed handshakes") {
+  TestFleet fleet;
+  auto serverCtx = fleet.serverContext();
+  auto clientCtx = fleet.clientContext("dev-1");
+  auto cert = impgate::pki::readCertificateFile(fleet.home().deviceCert("dev-1"));
+  REQUIRE(cert.ok());
+
+  bool revoked = false;
+  std::string askedId;
+  std::string askedSerial;
+  serverCtx->setRevocationCheck([&](std::string_view id, std::string_view serial) {
+    askedId = id;
+    askedSerial = serial;
+    return revoked;
+  });
+
+  SessionRef ticket(firstTicket(*serverCtx, *clientCtx));
+  CHECK(askedId == "dev-1");
+  CHECK(askedSerial == impgate::pki::serialHex(cert->get()));
+  Attempt before = attempt(*serverCtx, *clientCtx, ticket.s);
+  CHECK(before.server == IoStatus::kOk);
+  CHECK(before.resumed);
+
+  revoked = true;
+  for (SSL_SESSION* offered : {ticket.s, static_cast<SSL_SESSION*>(nullptr)}) {
+    Attempt after = attempt(*serverCtx, *clientCtx, offered);
+    INFO("offered a ticket: " << (offered != nullptr));
+    CHECK(after.server == IoStatus::kError);
+    CHECK_THAT(after.error, Catch::Contains("revoked"));
+  }
+}
+
+TEST_CASE("a read can need a write: a key update stuck on a full socket goes out with a read") {
+  TestFleet fleet;
+  auto serverCtx = fleet.serverContext();
+  auto clientCtx = fleet.clientContext("dev-1");
+  Link link;
+  auto s = server(*serverCtx, link);
+  auto c = client(*clientCtx, link);
+  REQUIRE(handshake(*s, *c, link).server == IoStatus::kOk);
+  writeAll(*s, "welcome");
+  readExactly(*c, link.clientFd, 7);
+
+  // Bytes the client has not read count against the server's send buffer (AF_UNIX): with a
+  // backlog in flight and the buffer then made small, the socket is full while no TLS write is
+  // pending, which is when a key update can be requested.
+  std::string backlog(64 * 1024, 'b');
+  writeAll(*s, backlog);
+  int small = 1;
+  REQUIRE(::setsockopt(link.serverFd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+  REQUIRE(s->requestKeyUpdate());
+  writeAll(*c, "ping");
+
+  // The server's read must first send its KeyUpdate: it cannot, so the read wants a write.
+  uint8_t buf[64];
+  IoResult r = s->read(buf);
+  REQUIRE(r.status == IoStatus::kWantWrite);
+  // Once the client has read the backlog, retrying the read (no write queued) sends the
+  // KeyUpdate and delivers the data, and both directions go on under the new keys.
+  CHECK(readExactly(*c, link.clientFd, backlog.size()) == backlog);
+  CHECK(readExactly(*s, link.serverFd, 4) == "ping");
+  writeAll(*s, "after");
+  CHECK(readExactly(*c, link.clientFd, 5) == "after");
+  writeAll(*c, "again");
+  CHECK(readExactly(*s, link.serverFd, 5) == "again");
 }

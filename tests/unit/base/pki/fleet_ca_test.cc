@@ -228,6 +228,21 @@ TEST_CASE("device validity is as asked but never beyond the CA's") {
   CHECK(none.error().code == ErrorCode::kInvalidArgument);
 }
 
+TEST_CASE("a validity in seconds issues a short-lived certificate (for expiry tests)") {
+  TempDir dir;
+  Home home(dir.path());
+  Result<FleetCa> ca = FleetCa::init(home, {});
+  REQUIRE(ca.ok());
+  IssueOptions options;
+  options.validity = std::chrono::seconds(5);
+  auto before = nowMs();
+  Result<IssuedDevice> dev = ca->issueDevice("imp-1", options);
+  REQUIRE(dev.ok());
+  // ASN.1 times have whole seconds.
+  CHECK(dev->notAfterMs >= before + 4000);
+  CHECK(dev->notAfterMs <= nowMs() + 5000);
+}
+
 TEST_CASE("issuing for an invalid id is refused and writes nothing") {
   TempDir dir;
   Home home(dir.path());
