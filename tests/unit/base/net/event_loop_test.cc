@@ -1,19 +1,25 @@
 #include "gateway/base/net/event_loop.h"
 
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "tests/support/wait_until.h"
+
 using impgate::net::EventLoop;
 using impgate::net::IoHandler;
+using impgate::net::ManualClock;
 using namespace std::chrono_literals;
 
 namespace {
@@ -58,6 +64,16 @@ struct SocketPair {
   }
 };
 
+// Whether thread `tid` of this process is blocked in a system call (state S in its stat).
+bool threadSleeps(pid_t tid) {
+  std::ifstream stat("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  // "tid (comm) S ...": the state follows the last ')', as comm may hold anything.
+  auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'S';
+}
+
 // Stops `loop` from a timer after `limit`, so a test whose condition never comes still ends.
 void stopAfter(EventLoop& loop, std::chrono::milliseconds limit) {
   loop.runAfter(limit, [&loop] { loop.stop(); });
@@ -75,7 +91,7 @@ TEST_CASE("post() from another thread runs the callback on the loop thread") {
       loop.stop();
     });
   });
-  loop.run();
+  CHECK_FALSE(loop.run());
   poster.join();
   CHECK(ranOn == std::this_thread::get_id());
 }
@@ -255,4 +271,98 @@ TEST_CASE("watch() refuses a descriptor epoll cannot take") {
   RecordingHandler handler;
   CHECK_FALSE(loop.watch(-1, EPOLLIN, &handler));
   CHECK_FALSE(loop.rewatch(-1, EPOLLIN, &handler));
+}
+
+TEST_CASE("with a ManualClock, timers fire only when the clock is advanced past their deadline") {
+  ManualClock clock;
+  EventLoop loop(clock);
+  const auto start = clock.now();
+  CHECK(loop.now() == start);
+  std::vector<int> fired;
+  loop.runAfter(30s, [&] { fired.push_back(30); });
+  loop.runAfter(10s, [&] { fired.push_back(10); });
+  // Nothing is due: polling passes fire nothing, however many there are.
+  for (int i = 0; i < 3; ++i) REQUIRE_FALSE(loop.runOnce(0ms));
+  CHECK(fired.empty());
+  clock.advance(10s - 1ms);
+  REQUIRE_FALSE(loop.runOnce(0ms));
+  CHECK(fired.empty());
+  clock.advance(1ms);
+  REQUIRE_FALSE(loop.runOnce(0ms));
+  CHECK(fired == std::vector<int>{10});
+  CHECK(loop.now() == start + 10s);
+  clock.advance(1h);
+  REQUIRE_FALSE(loop.runOnce(0ms));
+  CHECK(fired == std::vector<int>{10, 30});
+}
+
+TEST_CASE("with a ManualClock, runEvery() fires once per interval the clock moves") {
+  ManualClock clock;
+  EventLoop loop(clock);
+  int count = 0;
+  auto id = loop.runEvery(5s, [&] { ++count; });
+  for (int i = 1; i <= 4; ++i) {
+    clock.advance(5s);
+    REQUIRE_FALSE(loop.runOnce(0ms));
+    CHECK(count == i);
+  }
+  loop.cancel(id);
+  clock.advance(5s);
+  REQUIRE_FALSE(loop.runOnce(0ms));
+  CHECK(count == 4);
+}
+
+// A loop blocked in epoll_wait on a long timeout must notice at once that a ManualClock moved;
+// otherwise a test advancing the clock would wait out the real timeout.
+TEST_CASE("advancing a ManualClock from another thread wakes a loop waiting in runOnce()") {
+  ManualClock clock;
+  EventLoop loop(clock);
+  bool fired = false;
+  loop.runAfter(1h, [&] { fired = true; });
+  std::atomic<pid_t> loopThread{0};
+  // Would wait a minute of real time if advance() did not wake it.
+  auto pass = std::async(std::launch::async, [&] {
+    loopThread = static_cast<pid_t>(::syscall(SYS_gettid));
+    return loop.runOnce(60s);
+  });
+  // Advance only once the loop sleeps in epoll_wait, the case a wake-up is needed for.
+  REQUIRE(impgate::testing::waitUntil([&] { return loopThread != 0; }, 5s));
+  REQUIRE(impgate::testing::waitUntil([&] { return threadSleeps(loopThread); }, 5s));
+  clock.advance(1h);
+  REQUIRE(pass.wait_for(5s) == std::future_status::ready);
+  CHECK_FALSE(pass.get());
+  CHECK(fired);
+}
+
+TEST_CASE("a loop in run() on a ManualClock fires timers as another thread advances it") {
+  ManualClock clock;
+  EventLoop loop(clock);
+  std::promise<void> running;
+  loop.post([&] { running.set_value(); });
+  std::atomic<int> ticks{0};
+  loop.runEvery(1min, [&] {
+    if (++ticks == 3) loop.stop();
+  });
+  auto returned = std::async(std::launch::async, [&] { return loop.run(); });
+  REQUIRE(running.get_future().wait_for(5s) == std::future_status::ready);
+  for (int i = 1; i <= 3; ++i) {
+    clock.advance(1min);
+    // The loop fires each step's tick before the next step, so each step fires exactly one.
+    // (Within the deadline: the real epoll timeout of a run() pass is a second.)
+    REQUIRE(impgate::testing::waitUntil([&] { return ticks.load() == i; }, 5s));
+  }
+  REQUIRE(returned.wait_for(5s) == std::future_status::ready);
+  CHECK_FALSE(returned.get());
+  CHECK(ticks.load() == 3);
+}
+
+TEST_CASE("runUntil() runs passes until its condition holds, and gives up at its limit") {
+  ManualClock clock;
+  EventLoop loop(clock);
+  int count = 0;
+  loop.runEvery(1s, [&] { ++count; });
+  CHECK_FALSE(loop.runUntil([&] { return count > 0; }, 50ms));
+  clock.advance(1s);
+  CHECK(loop.runUntil([&] { return count > 0; }, 5s));
+  CHECK(count == 1);
 }
