@@ -65,14 +65,14 @@ bool EventLoop::rewatch(int fd, uint32_t events, IoHandler* handler) {
   return ::epoll_ctl(epollFd_, EPOLL_CTL_MOD, fd, &ev) == 0;
 }
 
-void EventLoop::unwatch(int fd) {
-  ::epoll_ctl(epollFd_, EPOLL_CTL_DEL, fd, nullptr);
+bool EventLoop::unwatch(int fd) {
+  return ::epoll_ctl(epollFd_, EPOLL_CTL_DEL, fd, nullptr) == 0;
 }
 
 EventLoop::TimerId EventLoop::addTimer(Clock::time_point when, std::chrono::milliseconds interval,
                                        Callback cb) {
   TimerId id = nextTimerId_++;
-  timers_.emplace(when, Timer{id, interval, std::move(cb)});
+  timerIndex_.emplace(id, timers_.emplace(when, Timer{id, interval, std::move(cb)}));
   return id;
 }
 
@@ -89,12 +89,10 @@ void EventLoop::cancel(TimerId id) {
     runningTimerCancelled_ = true;
     return;
   }
-  for (auto it = timers_.begin(); it != timers_.end(); ++it) {
-    if (it->second.id == id) {
-      timers_.erase(it);
-      return;
-    }
-  }
+  auto found = timerIndex_.find(id);
+  if (found == timerIndex_.end()) return;
+  timers_.erase(found->second);
+  timerIndex_.erase(found);
 }
 
 void EventLoop::post(Callback cb) {
@@ -102,6 +100,10 @@ void EventLoop::post(Callback cb) {
   {
     std::lock_guard<std::mutex> lock(postedMutex_);
     posted_.push_back(std::move(cb));
+    std::size_t pending = postedPending_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (pending > postedHighWater_.load(std::memory_order_relaxed)) {
+      postedHighWater_.store(pending, std::memory_order_relaxed);
+    }
     if (!wakePending_) wakePending_ = wake = true;
   }
   if (wake) this->wake();
@@ -132,13 +134,15 @@ void EventLoop::runDueTimers() {
   while (!timers_.empty() && timers_.begin()->first <= now_) {
     auto node = timers_.extract(timers_.begin());
     Timer& timer = node.mapped();
+    timerIndex_.erase(timer.id);
     runningTimer_ = timer.id;
     runningTimerCancelled_ = false;
     timer.cb();
     runningTimer_ = 0;
     if (timer.interval.count() > 0 && !runningTimerCancelled_) {
       node.key() = now_ + timer.interval;
-      timers_.insert(std::move(node));
+      TimerId id = timer.id;
+      timerIndex_.emplace(id, timers_.insert(std::move(node)));
     }
   }
 }
@@ -149,7 +153,10 @@ void EventLoop::runPosted() {
     running_.swap(posted_);
     wakePending_ = false;
   }
-  for (auto& cb : running_) cb();
+  for (auto& cb : running_) {
+    cb();
+    postedPending_.fetch_sub(1, std::memory_order_relaxed);
+  }
   running_.clear();
 }
 

@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <system_error>
+#include <unordered_map>
 #include <vector>
 
 #include "gateway/base/net/clock.h"
@@ -50,20 +51,31 @@ class EventLoop : private net::Clock::Listener {
   EventLoop& operator=(const EventLoop&) = delete;
 
   // Registers `fd` for `events` (EPOLLIN/EPOLLOUT; edge-triggered is not used). The handler
-  // must outlive the registration. Returns false (errno set) when epoll refuses.
+  // must outlive the registration. Returns false (errno set) when epoll refuses: the caller
+  // must then not expect events (close the connection, or fail start-up).
   bool watch(int fd, uint32_t events, IoHandler* handler);
+  // Changes the events of a registered `fd`. Returns false (errno set) when epoll refuses.
   bool rewatch(int fd, uint32_t events, IoHandler* handler);
-  void unwatch(int fd);
+  // Returns false (errno set) when `fd` was not registered; harmless before a close().
+  bool unwatch(int fd);
 
   // Runs `cb` on the loop thread once, after `delay`. Timers are meant for a few long-lived
   // jobs (sweeps, reconnects); per-connection deadlines are checked by the owner's sweep.
   TimerId runAfter(std::chrono::milliseconds delay, Callback cb);
-  // Runs `cb` every `interval` until cancelled.
+  // Runs `cb` every `interval` until cancelled. It fires at most once per pass and is then
+  // scheduled `interval` after that pass's now().
   TimerId runEvery(std::chrono::milliseconds interval, Callback cb);
+  // Cancels a pending timer, in O(log n). A timer may cancel itself (or any other) from its
+  // own callback; an unknown, fired or already cancelled id is ignored.
   void cancel(TimerId id);
 
-  // Thread-safe: queues `cb` to run on the loop thread and wakes the loop.
+  // Thread-safe: queues `cb` to run on the loop thread and wakes the loop. The queue has no
+  // bound; postedPending() tells how much it holds.
   void post(Callback cb);
+  // Thread-safe: callbacks posted and not yet run to completion, and the most there ever
+  // were. For a memory budget on the producers (the bus thread).
+  std::size_t postedPending() const { return postedPending_.load(std::memory_order_relaxed); }
+  std::size_t postedHighWater() const { return postedHighWater_.load(std::memory_order_relaxed); }
 
   // Destroys `object` after the current pass, when no callback can still be using it.
   template <typename T>
@@ -118,7 +130,11 @@ class EventLoop : private net::Clock::Listener {
   std::atomic<bool> stop_{false};
   Clock::time_point now_;
 
-  std::multimap<Clock::time_point, Timer> timers_;
+  using TimerQueue = std::multimap<Clock::time_point, Timer>;
+  TimerQueue timers_;
+  // Every timer in timers_ by id, so that cancel() need not search the queue (reconnect storms
+  // cancel thousands of timers). multimap iterators stay valid until their node is erased.
+  std::unordered_map<TimerId, TimerQueue::iterator> timerIndex_;
   TimerId nextTimerId_ = 1;
   // The timer whose callback is running (it is out of timers_ meanwhile), so that it can
   // cancel itself.
@@ -129,6 +145,8 @@ class EventLoop : private net::Clock::Listener {
   std::vector<Callback> posted_;
   std::vector<Callback> running_;
   bool wakePending_ = false;  // guarded by postedMutex_
+  std::atomic<std::size_t> postedPending_{0};
+  std::atomic<std::size_t> postedHighWater_{0};  // written under postedMutex_
 
   std::vector<std::shared_ptr<void>> deferred_;
 };
