@@ -44,7 +44,7 @@ class EventLoop : private net::Clock::Listener {
   using TimerId = uint64_t;
 
   // `clock` must outlive the loop. Throws std::runtime_error when the epoll instance or the
-  // wake-up eventfd cannot be set up (start-up only).
+  // wake-up eventfd cannot be created or registered (start-up only).
   explicit EventLoop(const net::Clock& clock = steadyClock());
   ~EventLoop() override;
   EventLoop(const EventLoop&) = delete;
@@ -93,7 +93,8 @@ class EventLoop : private net::Clock::Listener {
 
   // One pass: waits in epoll_wait at most `maxWait` (less when a timer is due sooner, zero
   // to poll), then dispatches ready descriptors, runs posted work and due timers, and releases
-  // deferred objects. For tests that drive the loop on their own thread. Ignores stop().
+  // deferred objects. For tests that drive the loop on their own thread; never from inside
+  // a callback of this loop. Ignores stop().
   // Returns an error only when epoll_wait fails (EINTR is not a failure).
   [[nodiscard]] std::error_code runOnce(std::chrono::milliseconds maxWait);
   // Runs passes until `done()` is true (checked before every pass) or `limit` of real time has
