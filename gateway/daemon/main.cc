@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "bus/bridge/mqtt_bridge.h"
@@ -22,7 +24,8 @@ using namespace impgate;
 constexpr std::string_view kComp = "main";
 
 // Blocks SIGINT/SIGTERM in every thread (Paho's included, which inherit the mask) and returns
-// a signalfd the reactor watches, so shutdown starts on the reactor thread.
+// a signalfd the reactor watches, so shutdown starts on the reactor thread. Returns -1 (errno
+// set) when no signalfd can be made.
 int blockTerminationSignals() {
   sigset_t set;
   sigemptyset(&set);
@@ -158,6 +161,11 @@ int main(int argc, char** argv) {
   // first such free and keep a spike's memory in the heap.
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   int signalFd = blockTerminationSignals();
+  if (signalFd < 0) {
+    // Without it SIGTERM could not stop the gateway: refuse to start.
+    std::cerr << "impgate: cannot create the signal descriptor: " << std::strerror(errno) << "\n";
+    return 1;
+  }
   net::EventLoop loop;
   metrics::Registry registry;
   gateway::GatewayStats stats(registry);
@@ -208,15 +216,22 @@ int main(int argc, char** argv) {
   }
 
   SignalWatcher signals(signalFd, [&] { loop.stop(); });
-  loop.watch(signalFd, EPOLLIN, &signals);
+  if (!loop.watch(signalFd, EPOLLIN, &signals)) {
+    std::cerr << "impgate: cannot watch the signal descriptor: " << std::strerror(errno) << "\n";
+    return 1;
+  }
   log::info(kComp, "impgate started",
             {{"node", config.node}, {"broker", config.broker}, {"home", home.root().string()}});
-  loop.run();
+  std::error_code loopError = loop.run();
+  if (loopError) {
+    // The reactor cannot go on; shut down what can be shut down and exit non-zero.
+    log::error(kComp, "event loop failed, stopping", {{"error", loopError.message()}});
+  }
 
   gw.shutdown();
   bridge.stop(std::chrono::seconds(3));
   if (metricsServer) metricsServer->stop();
   log::info(kComp, "impgate stopped");
   ::close(signalFd);
-  return 0;
+  return loopError ? 1 : 0;
 }

@@ -68,7 +68,9 @@ void MqttTlsClient::connect() {
   resumed_ = false;
   connackBytes_ = 0;
   interest_ = EPOLLOUT;
-  loop_.watch(fd_, interest_, this);
+  if (!loop_.watch(fd_, interest_, this)) {
+    fail(std::string("epoll: ") + std::strerror(errno));
+  }
 }
 
 void MqttTlsClient::disconnect() {
@@ -101,7 +103,10 @@ void MqttTlsClient::fail(const std::string& reason) {
 
 void MqttTlsClient::watchFor(uint32_t events) {
   if (events == interest_ || fd_ < 0) return;
-  loop_.rewatch(fd_, events, this);
+  if (!loop_.rewatch(fd_, events, this)) {
+    fail(std::string("epoll: ") + std::strerror(errno));
+    return;
+  }
   interest_ = events;
 }
 
@@ -150,6 +155,7 @@ void MqttTlsClient::driveHandshake() {
   output_ = connectPacket(clientId_);
   written_ = 0;
   watchFor(EPOLLIN);
+  if (fd_ < 0) return;  // watchFor() failed the connection
   flush();
   if (fd_ >= 0) readAvailable();
 }

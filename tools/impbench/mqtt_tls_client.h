@@ -57,6 +57,7 @@ class MqttTlsClient final : public net::IoHandler {
   void driveHandshake();
   void flush();
   void readAvailable();
+  // Fails the connection (fd_ < 0 afterwards) when epoll refuses the change.
   void watchFor(uint32_t events);
   void fail(const std::string& reason);
   void closeSocket();

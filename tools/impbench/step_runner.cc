@@ -19,8 +19,9 @@ std::string StepRunner::run() {
   auto timer = loop_.runEvery(kPollInterval, [this] { poll(); });
   // The first step begins at once rather than one interval later.
   loop_.post([this] { poll(); });
-  loop_.run();
+  std::error_code loopError = loop_.run();
   loop_.cancel(timer);
+  if (failure_.empty() && loopError) failure_ = "event loop failed: " + loopError.message();
   if (failure_.empty() && current_ < steps_.size()) failure_ = "event loop stopped early";
   return failure_;
 }

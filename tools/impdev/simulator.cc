@@ -115,7 +115,7 @@ bool runSimulation(const SimulationOptions& options, SimulationResult& result, s
       if (options.stop->load()) loop.stop();
     });
   }
-  loop.run();
+  std::error_code loopError = loop.run();
   loop.cancel(rampTimer);
   loop.cancel(reportTimer);
   if (sendTimer) loop.cancel(sendTimer);
@@ -123,6 +123,10 @@ bool runSimulation(const SimulationOptions& options, SimulationResult& result, s
   for (auto& c : clients) result.connects += c->connects();
   for (auto& c : clients) c->disconnect();
   clients.clear();
+  if (loopError) {
+    error = "event loop failed: " + loopError.message();
+    return false;
+  }
   return true;
 }
 

@@ -43,7 +43,8 @@ struct SimulationResult {
   double secondsToAllOnline = -1;
 };
 
-// Runs the simulation; returns false with `error` when it cannot start (missing credentials).
+// Runs the simulation; returns false with `error` when it cannot start (missing credentials)
+// or its event loop fails.
 bool runSimulation(const SimulationOptions& options, SimulationResult& result, std::string& error);
 
 }  // namespace impgate::tools
