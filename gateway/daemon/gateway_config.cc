@@ -90,6 +90,7 @@ std::optional<std::string> applySetting(const std::string& rawKey, const std::st
       {"max-pending-deliveries", [&] { return parseNumber(key, v, c.maxPendingDeliveries); }},
       {"max-output-buffer", [&] { return parseNumber(key, v, c.maxOutputBuffer); }},
       {"log-level", text(c.logLevel)},
+      {"log-rate", [&] { return parseNumber(key, v, c.logRate); }},
   };
   auto it = setters.find(key);
   if (it == setters.end()) return "unknown setting '" + rawKey + "'";

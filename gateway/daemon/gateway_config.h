@@ -11,6 +11,8 @@
 #include <optional>
 #include <string>
 
+#include "gateway/base/log.h"
+
 namespace impgate::gateway {
 
 struct GatewayConfig {
@@ -47,6 +49,7 @@ struct GatewayConfig {
   std::size_t maxOutputBuffer = 1024 * 1024;  // per device, bytes not yet written
 
   std::string logLevel = "info";
+  uint32_t logRate = log::kDefaultLinesPerSecond;  // log lines per second at most; 0: no budget
 };
 
 // Applies `key = value` settings to `config`. Returns an error message naming the first bad

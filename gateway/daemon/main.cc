@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
       {"max-output-buffer", "Bytes queued for a device that does not read"},
       {"reuse-port", "SO_REUSEPORT on the listener (true/false)"},
       {"log-level", "debug, info, warn or error"},
+      {"log-rate", "Log lines per second at most (bursts of as many); 0: no limit"},
   };
   for (const auto& [name, help] : settings) {
     app.add_option("--" + name, flags[name], help);
@@ -127,6 +128,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   log::setLevel(level);
+  log::setRateLimit(config.logRate);
   if (auto err = gateway::validate(config)) {
     std::cerr << "impgate: " << *err << "\n";
     return 2;

@@ -20,10 +20,18 @@ class ChildProcess {
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
 
-  // Starts argv[0] (a path) with stdout and stderr appended to `logPath`. Throws
-  // std::runtime_error when it cannot fork or open the log.
+  // Where the child's stderr goes.
+  enum class Stderr {
+    kLog,           // appended to the log file, like stdout
+    kUndrainedPipe  // a pipe whose read end this object holds and never reads: once the pipe
+                    // buffer is full, every blocking write(2) to stderr blocks (a stuck log
+                    // collector, as far as the child can tell)
+  };
+
+  // Starts argv[0] (a path) with stdout (and, by default, stderr) appended to `logPath`.
+  // Throws std::runtime_error when it cannot fork or open the log.
   void start(const std::vector<std::string>& argv, const std::filesystem::path& logPath,
-             const std::vector<std::string>& extraEnv = {});
+             const std::vector<std::string>& extraEnv = {}, Stderr stderrTo = Stderr::kLog);
 
   // SIGTERM, wait up to `grace`, then SIGKILL. Returns the exit status (as from waitpid), or
   // nullopt when nothing was running.
@@ -39,9 +47,12 @@ class ChildProcess {
   std::string log() const;
 
  private:
+  void closeStderrPipe();
+
   pid_t pid_ = -1;
   std::optional<int> status_;
   std::filesystem::path logPath_;
+  int stderrPipe_ = -1;  // read end of the Stderr::kUndrainedPipe pipe, closed once reaped
 };
 
 // Reads a whole file (empty when missing).

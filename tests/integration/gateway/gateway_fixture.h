@@ -27,6 +27,9 @@ struct GatewayFixtureOptions {
   // Another broker than the fixture's own mosquitto (then readiness is the device port
   // accepting connections, since the fixture cannot watch that broker).
   std::string brokerUri;
+  // impgate's stderr (where its log lines go) is a pipe the test never reads, like a stuck log
+  // collector; the log file then holds stdout only.
+  bool stderrToUndrainedPipe = false;
 };
 
 // Default options plus these impgate flags.
