@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 
@@ -120,6 +121,17 @@ void writeAll(std::string_view data) {
   }
 }
 
+// A whole decimal number from the environment, or nullopt.
+std::optional<uint64_t> envNumber(const char* name) {
+  const char* text = std::getenv(name);
+  if (!text || *text == '\0') return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(text, &end, 10);
+  if (errno != 0 || *end != '\0' || *text == '-') return std::nullopt;
+  return v;
+}
+
 // Everything the logger shares between threads, under `mutex`. Allocated once per process and
 // never freed: the writer thread is detached and may still be blocked in write(2) while the
 // process exits, so nothing it touches may be destroyed by static destruction.
@@ -143,6 +155,11 @@ struct State {
   double burst = kDefaultLinesPerSecond;
   double tokens = kDefaultLinesPerSecond;
   Clock::time_point refilled = Clock::now();
+
+  State() {
+    if (auto r = envNumber("IMPGATE_LOG_RATE")) rate = burst = tokens = static_cast<double>(*r);
+    if (auto q = envNumber("IMPGATE_LOG_QUEUE")) queueLimit = static_cast<std::size_t>(*q);
+  }
 
   bool takeToken(Clock::time_point now) {
     if (rate <= 0) return true;

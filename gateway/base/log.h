@@ -9,6 +9,8 @@
 //   - the queue is full (queueLimit bytes, 1 MiB by default), or
 //   - the rate budget is spent (a token bucket, 2000 lines/s with a burst of 2000 by default;
 //     error lines are exempt from the budget but not from the queue limit).
+// $IMPGATE_LOG_RATE (lines/s, 0: no budget) and $IMPGATE_LOG_QUEUE (bytes) change the defaults
+// at start; setRateLimit() and setQueueLimit() at any time.
 // After lines were dropped the writer emits one line `msg="log lines suppressed" dropped=N`
 // (at most once a second), so nothing is lost silently; the totals are in stats().
 //

@@ -90,7 +90,13 @@ std::optional<std::string> applySetting(const std::string& rawKey, const std::st
       {"max-pending-deliveries", [&] { return parseNumber(key, v, c.maxPendingDeliveries); }},
       {"max-output-buffer", [&] { return parseNumber(key, v, c.maxOutputBuffer); }},
       {"log-level", text(c.logLevel)},
-      {"log-rate", [&] { return parseNumber(key, v, c.logRate); }},
+      {"log-rate",
+       [&] {
+         uint32_t rate = 0;
+         auto err = parseNumber(key, v, rate);
+         if (!err) c.logRate = rate;
+         return err;
+       }},
   };
   auto it = setters.find(key);
   if (it == setters.end()) return "unknown setting '" + rawKey + "'";

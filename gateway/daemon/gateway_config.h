@@ -11,8 +11,6 @@
 #include <optional>
 #include <string>
 
-#include "gateway/base/log.h"
-
 namespace impgate::gateway {
 
 struct GatewayConfig {
@@ -49,7 +47,8 @@ struct GatewayConfig {
   std::size_t maxOutputBuffer = 1024 * 1024;  // per device, bytes not yet written
 
   std::string logLevel = "info";
-  uint32_t logRate = log::kDefaultLinesPerSecond;  // log lines per second at most; 0: no budget
+  // Log lines per second at most, 0: no budget; unset: $IMPGATE_LOG_RATE or the log's default.
+  std::optional<uint32_t> logRate;
 };
 
 // Applies `key = value` settings to `config`. Returns an error message naming the first bad

@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   log::setLevel(level);
-  log::setRateLimit(config.logRate);
+  if (config.logRate) log::setRateLimit(*config.logRate);
   if (auto err = gateway::validate(config)) {
     std::cerr << "impgate: " << *err << "\n";
     return 2;

@@ -43,7 +43,11 @@ void scanOnce(uint16_t port, bool garbage) {
 TEST_CASE("a port scan with stderr a pipe nobody reads does not stall devices") {
   GatewayFixtureOptions options;
   options.stderrToUndrainedPipe = true;
-  GatewayFixture gw(options);  // impgate logs at debug level: several lines per connection
+  // No line budget and a 64 KiB queue: with the 64 KiB pipe full, the queue fills after some
+  // 500 lines, so lines must be dropped for the stuck pipe (not for the rate) whatever the
+  // timing; the code before the log queue ignores these and blocks in write(2).
+  options.extraEnv = {"IMPGATE_LOG_RATE=0", "IMPGATE_LOG_QUEUE=65536"};
+  GatewayFixture gw(options);  // impgate logs at debug level: a line or more per connection
   gw.enroll("calm");
   MqttProbe agent(gw.broker().uri());
   REQUIRE(agent.connect());
