@@ -126,9 +126,12 @@ std::optional<uint64_t> envNumber(const char* name) {
   const char* text = std::getenv(name);
   if (!text || *text == '\0') return std::nullopt;
   char* end = nullptr;
+  int saved = errno;  // a caller may log between a failing call and its look at errno
   errno = 0;
   unsigned long long v = std::strtoull(text, &end, 10);
-  if (errno != 0 || *end != '\0' || *text == '-') return std::nullopt;
+  bool ok = errno == 0 && *end == '\0' && *text != '-';
+  errno = saved;
+  if (!ok) return std::nullopt;
   return v;
 }
 
