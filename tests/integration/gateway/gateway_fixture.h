@@ -59,6 +59,7 @@ class GatewayFixture {
   // Enrolls if needed, connects and waits for WELCOME; fails the test when it cannot.
   std::unique_ptr<device::BlockingDevice> connectDevice(const std::string& id);
 
+  uint16_t metricsPort() const { return metricsPort_; }
   // The Prometheus page, fetched over HTTP.
   std::string scrapeMetrics();
   // The value of one sample line, e.g. `impgate_errors_total{reason="malformed"}`; -1 if absent.
