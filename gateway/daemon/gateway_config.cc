@@ -95,6 +95,13 @@ std::optional<std::string> applySetting(const std::string& rawKey, const std::st
       {"flap-max-sessions", [&] { return parseNumber(key, v, c.flapMaxSessions); }},
       {"flap-ban", [&] { return parseSeconds(key, v, c.flapBan); }},
       {"log-level", text(c.logLevel)},
+      {"log-rate",
+       [&] {
+         uint32_t rate = 0;
+         auto err = parseNumber(key, v, rate);
+         if (!err) c.logRate = rate;
+         return err;
+       }},
   };
   auto it = setters.find(key);
   if (it == setters.end()) return "unknown setting '" + rawKey + "'";

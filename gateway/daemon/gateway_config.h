@@ -57,6 +57,8 @@ struct GatewayConfig {
   std::chrono::seconds flapBan{60};
 
   std::string logLevel = "info";
+  // Log lines per second at most, 0: no budget; unset: $IMPGATE_LOG_RATE or the log's default.
+  std::optional<uint32_t> logRate;
 };
 
 // Applies `key = value` settings to `config`. Returns an error message naming the first bad

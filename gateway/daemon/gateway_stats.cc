@@ -1,5 +1,7 @@
 #include "gateway/daemon/gateway_stats.h"
 
+#include "gateway/base/log.h"
+
 namespace impgate::gateway {
 
 std::string_view errorReasonName(ErrorReason reason) {
@@ -94,6 +96,10 @@ GatewayStats::GatewayStats(metrics::Registry& r)
   for (std::size_t i = 0; i < errors.size(); ++i) {
     errors[i] = &family.with(errorReasonName(static_cast<ErrorReason>(i)));
   }
+  // The log counts its own drops (it sits below metrics and cannot use them); read per scrape.
+  r.counterFunction("impgate_log_lines_dropped_total",
+                    "Log lines not written: over the line budget, or stderr too slow",
+                    [] { return log::droppedLines(); });
 }
 
 }  // namespace impgate::gateway

@@ -2,6 +2,7 @@
 //
 // Updated on the reactor thread with relaxed atomics and rendered by the metrics endpoint on
 // its own thread. Every series is created here at start-up, so the hot path only increments.
+// impgate_log_lines_dropped_total is read from the log (log::droppedLines()) on each scrape.
 #pragma once
 
 #include <array>

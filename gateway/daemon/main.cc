@@ -109,6 +109,7 @@ int main(int argc, char** argv) {
       {"flap-ban", "Seconds a flapping device is refused"},
       {"reuse-port", "SO_REUSEPORT on the listener (true/false)"},
       {"log-level", "debug, info, warn or error"},
+      {"log-rate", "Log lines per second at most (bursts of as many); 0: no limit"},
   };
   for (const auto& [name, help] : settings) {
     app.add_option("--" + name, flags[name], help);
@@ -136,6 +137,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   log::setLevel(level);
+  if (config.logRate) log::setRateLimit(*config.logRate);
   if (auto err = gateway::validate(config)) {
     std::cerr << "impgate: " << *err << "\n";
     return 2;

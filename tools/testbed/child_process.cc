@@ -27,7 +27,7 @@ ChildProcess::~ChildProcess() {
 }
 
 void ChildProcess::start(const std::vector<std::string>& args, const std::filesystem::path& logPath,
-                         const std::vector<std::string>& extraEnv) {
+                         const std::vector<std::string>& extraEnv, Stderr stderrTo) {
   stop();
   logPath_ = logPath;
   status_.reset();
@@ -45,10 +45,17 @@ void ChildProcess::start(const std::vector<std::string>& args, const std::filesy
 
   int logFd = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (logFd < 0) throw std::runtime_error("open " + logPath.string() + ": " + strerror(errno));
+  int errPipe[2] = {-1, -1};
+  if (stderrTo == Stderr::kUndrainedPipe && ::pipe2(errPipe, O_CLOEXEC) != 0) {
+    ::close(logFd);
+    throw std::runtime_error(std::string("pipe: ") + strerror(errno));
+  }
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
     ::close(logFd);
+    if (errPipe[0] >= 0) ::close(errPipe[0]);
+    if (errPipe[1] >= 0) ::close(errPipe[1]);
     throw std::runtime_error(std::string("fork: ") + strerror(errno));
   }
   if (pid == 0) {
@@ -63,12 +70,19 @@ void ChildProcess::start(const std::vector<std::string>& args, const std::filesy
     int devNull = ::open("/dev/null", O_RDONLY);
     if (devNull >= 0) ::dup2(devNull, 0);
     ::dup2(logFd, 1);
-    ::dup2(logFd, 2);
+    ::dup2(errPipe[1] >= 0 ? errPipe[1] : logFd, 2);
     ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   ::close(logFd);
+  if (errPipe[1] >= 0) ::close(errPipe[1]);
+  stderrPipe_ = errPipe[0];
   pid_ = pid;
+}
+
+void ChildProcess::closeStderrPipe() {
+  if (stderrPipe_ >= 0) ::close(stderrPipe_);
+  stderrPipe_ = -1;
 }
 
 bool ChildProcess::exited() {
@@ -78,10 +92,12 @@ bool ChildProcess::exited() {
   if (r == pid_) {
     status_ = status;
     pid_ = -1;
+    closeStderrPipe();
     return true;
   }
   if (r < 0 && errno == ECHILD) {
     pid_ = -1;
+    closeStderrPipe();
     return true;
   }
   return false;
@@ -109,6 +125,7 @@ void ChildProcess::kill() {
   }
   status_ = status;
   pid_ = -1;
+  closeStderrPipe();
 }
 
 bool ChildProcess::tryStart(const std::vector<std::string>& args,

@@ -25,10 +25,18 @@ class ChildProcess {
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
 
-  // Starts argv[0] (a path) with stdout and stderr appended to `logPath`. Throws
-  // std::runtime_error when it cannot fork or open the log.
+  // Where the child's stderr goes.
+  enum class Stderr {
+    kLog,           // appended to the log file, like stdout
+    kUndrainedPipe  // a pipe whose read end this object holds and never reads: once the pipe
+                    // buffer is full, every blocking write(2) to stderr blocks (a stuck log
+                    // collector, as far as the child can tell)
+  };
+
+  // Starts argv[0] (a path) with stdout (and, by default, stderr) appended to `logPath`.
+  // Throws std::runtime_error when it cannot fork or open the log.
   void start(const std::vector<std::string>& argv, const std::filesystem::path& logPath,
-             const std::vector<std::string>& extraEnv = {});
+             const std::vector<std::string>& extraEnv = {}, Stderr stderrTo = Stderr::kLog);
   // The same, with the error as a value: false with `error` (for impbench, which reports it).
   bool tryStart(const std::vector<std::string>& argv, const std::filesystem::path& logPath,
                 std::string& error);
@@ -49,9 +57,12 @@ class ChildProcess {
   std::string logTail(std::size_t bytes = 2000) const;
 
  private:
+  void closeStderrPipe();
+
   pid_t pid_ = -1;
   std::optional<int> status_;
   std::filesystem::path logPath_;
+  int stderrPipe_ = -1;  // read end of the Stderr::kUndrainedPipe pipe, closed once reaped
 };
 
 // Reads a whole file (empty when missing).

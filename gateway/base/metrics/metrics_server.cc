@@ -27,11 +27,16 @@ constexpr std::size_t kReadChunk = 4096;
 constexpr std::chrono::milliseconds kLingerTime{1000};
 // Out of file descriptors: stop accepting for a moment rather than spin on a readable listener.
 constexpr std::chrono::milliseconds kAcceptPause{100};
+// Connections accepted per turn of the loop at most.
+constexpr std::size_t kAcceptBatch = 64;
 
 struct Client {
-  enum class Phase { kReading, kWriting, kLingering };
+  // In the order connections are closed to make room: one that has its response is worth
+  // least, one being answered most.
+  enum class Phase { kLingering, kReading, kWriting };
   int fd = -1;
   Phase phase = Phase::kReading;
+  uint64_t serial = 0;  // accept order: the oldest goes first
   std::string in;
   std::string out;
   std::size_t written = 0;
@@ -148,6 +153,8 @@ void MetricsServer::run() {
   char buf[kReadChunk];
   auto acceptPausedUntil = Clock::time_point::min();
 
+  uint64_t accepted = 0;
+
   auto closeClient = [](Client& c) {
     ::close(c.fd);
     c.fd = -1;
@@ -158,6 +165,51 @@ void MetricsServer::run() {
     c.written = 0;
     c.phase = Client::Phase::kWriting;
     c.deadline = deadline;
+  };
+  // Each step below does one non-blocking read or write and may close the client.
+  auto readRequest = [&](Client& c, Clock::time_point now) {
+    ssize_t r = ::recv(c.fd, buf, sizeof buf, 0);
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+      closeClient(c);
+      return;
+    }
+    if (r > 0) c.in.append(buf, static_cast<std::size_t>(r));
+    if (auto head = requestHeadLength(c.in)) {
+      respond(c, answer(registry_, std::string_view(c.in).substr(0, *head)),
+              now + opts_.clientTimeout);
+    } else if (c.in.size() > kMaxRequestHead) {
+      respond(c, response("431 Request Header Fields Too Large", kPlain, "too large\n"),
+              now + opts_.clientTimeout);
+    }
+  };
+  auto writeResponse = [&](Client& c, Clock::time_point now) {
+    ssize_t w = ::send(c.fd, c.out.data() + c.written, c.out.size() - c.written,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && errno != EAGAIN && errno != EINTR) {
+      closeClient(c);
+      return;
+    }
+    if (w > 0) c.written += static_cast<std::size_t>(w);
+    if (c.written == c.out.size()) {
+      // Half-close and let the client read everything before its socket sees our close:
+      // closing with unread request bytes would reset the connection and lose the response.
+      ::shutdown(c.fd, SHUT_WR);
+      c.phase = Client::Phase::kLingering;
+      c.deadline = std::min(c.deadline, now + kLingerTime);
+      std::string().swap(c.out);
+    }
+  };
+  // At the cap, the connection worth least makes room (lingering before reading before
+  // writing, the oldest first), so idle or slow clients can never lock a scraper out: a new
+  // scraper's request is read as soon as it is accepted, below.
+  auto evictOne = [&] {
+    auto victim =
+        std::min_element(clients.begin(), clients.end(), [](const auto& a, const auto& b) {
+          if (a.phase != b.phase) return a.phase < b.phase;
+          return a.serial < b.serial;
+        });
+    closeClient(*victim);
+    clients.erase(victim);
   };
 
   while (!stopping_) {
@@ -195,35 +247,11 @@ void MetricsServer::run() {
       }
       if (rev == 0) continue;
       if (c.phase == Client::Phase::kReading) {
-        ssize_t r = ::recv(c.fd, buf, sizeof buf, 0);
-        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-          closeClient(c);
-          continue;
-        }
-        if (r > 0) c.in.append(buf, static_cast<std::size_t>(r));
-        if (auto head = requestHeadLength(c.in)) {
-          respond(c, answer(registry_, std::string_view(c.in).substr(0, *head)),
-                  now + opts_.clientTimeout);
-        } else if (c.in.size() > kMaxRequestHead) {
-          respond(c, response("431 Request Header Fields Too Large", kPlain, "too large\n"),
-                  now + opts_.clientTimeout);
-        }
+        readRequest(c, now);
+        // Write at once: the response usually fits the socket buffer, and the slot frees.
+        if (c.fd >= 0 && c.phase == Client::Phase::kWriting) writeResponse(c, now);
       } else if (c.phase == Client::Phase::kWriting) {
-        ssize_t w = ::send(c.fd, c.out.data() + c.written, c.out.size() - c.written,
-                           MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0 && errno != EAGAIN && errno != EINTR) {
-          closeClient(c);
-          continue;
-        }
-        if (w > 0) c.written += static_cast<std::size_t>(w);
-        if (c.written == c.out.size()) {
-          // Half-close and let the client read everything before its socket sees our close:
-          // closing with unread request bytes would reset the connection and lose the response.
-          ::shutdown(c.fd, SHUT_WR);
-          c.phase = Client::Phase::kLingering;
-          c.deadline = std::min(c.deadline, now + kLingerTime);
-          std::string().swap(c.out);
-        }
+        writeResponse(c, now);
       } else {
         ssize_t r = ::recv(c.fd, buf, sizeof buf, 0);
         if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) closeClient(c);
@@ -234,7 +262,8 @@ void MetricsServer::run() {
         clients.end());
 
     if (fds[1].revents & POLLIN) {
-      for (;;) {
+      // A bounded batch: a connect flood cannot keep the loop from serving its clients.
+      for (std::size_t n = 0; n < kAcceptBatch; ++n) {
         int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
           if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -242,14 +271,20 @@ void MetricsServer::run() {
           }
           break;
         }
-        if (clients.size() >= opts_.maxClients) {
+        if (opts_.maxClients == 0) {
           ::close(fd);
           continue;
         }
+        if (clients.size() >= opts_.maxClients) evictOne();
         Client c;
         c.fd = fd;
+        c.serial = accepted++;
         c.deadline = now + opts_.clientTimeout;
-        clients.push_back(std::move(c));
+        // A scraper sends its request right after connecting: serve it now if it is here, so
+        // that connections accepted after it in this burst cannot evict it first.
+        readRequest(c, now);
+        if (c.fd >= 0 && c.phase == Client::Phase::kWriting) writeResponse(c, now);
+        if (c.fd >= 0) clients.push_back(std::move(c));
       }
     }
   }

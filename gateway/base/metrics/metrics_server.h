@@ -2,8 +2,12 @@
 //
 // One small thread runs a poll(2) loop over the listening socket and a bounded set of client
 // connections, all non-blocking, each with a deadline: a slow or silent client is dropped when
-// its time is up and never holds up another scrape or anything that updates metrics. Every
-// response closes the connection. Other paths get 404, other methods 405.
+// its time is up and never holds up another scrape or anything that updates metrics. Requests
+// are bounded (8 KiB of head); each response is buffered and written as the client takes it.
+// At the connection cap a new connection is admitted by closing the one worth least (one that
+// has its answer, else the oldest still sending its request), so idle or slowloris clients can
+// never lock a scraper out. Every response closes the connection. Other paths get 404, other
+// methods 405.
 //
 // Bind it to loopback or a management network: there is no authentication. The server reads
 // the registry; the registry must outlive it.
@@ -26,7 +30,8 @@ class MetricsServer {
     uint16_t port = 0;               // 0: an ephemeral port, see port()
     // Time a client has to send its request and read the response.
     std::chrono::milliseconds clientTimeout{5000};
-    std::size_t maxClients = 16;  // connections beyond this are closed at once
+    // Connections held at most; a new one beyond this closes the oldest idle one (see above).
+    std::size_t maxClients = 16;
   };
 
   MetricsServer(const Registry& registry, Options options);

@@ -12,6 +12,7 @@ constexpr std::string_view kComp = "metrics";
 
 [[noreturn]] void registrationError(std::string_view message, std::string_view name) {
   log::error(kComp, message, {{"metric", name}});
+  log::flush();  // abort() skips the exit flush; the line says why we die
   std::abort();
 }
 
@@ -98,15 +99,27 @@ template class Family<Counter>;
 template class Family<Gauge>;
 
 struct Registry::Slot {
+  // Exactly one of these: a family of counters or gauges, or a counter read by a function.
   std::unique_ptr<CounterFamily> counters;
   std::unique_ptr<GaugeFamily> gauges;
+  std::string functionName;
+  std::string functionHelp;
+  std::function<uint64_t()> function;
 
-  const std::string& name() const { return counters ? counters->name() : gauges->name(); }
+  const std::string& name() const {
+    return counters ? counters->name() : gauges ? gauges->name() : functionName;
+  }
   void render(std::string& out) const {
     if (counters) {
       counters->render(out);
-    } else {
+    } else if (gauges) {
       gauges->render(out);
+    } else {
+      out.append("# HELP ").append(functionName).push_back(' ');
+      text_format::appendHelp(out, functionHelp);
+      out.append("\n# TYPE ").append(functionName).append(" counter\n");
+      out.append(functionName).push_back(' ');
+      out.append(std::to_string(function())).push_back('\n');
     }
   }
 };
@@ -164,6 +177,20 @@ CounterFamily& Registry::counterFamily(std::string_view name, std::string_view h
 GaugeFamily& Registry::gaugeFamily(std::string_view name, std::string_view help,
                                    std::vector<std::string> labelNames) {
   return family<GaugeFamily>(name, help, std::move(labelNames));
+}
+
+void Registry::counterFunction(std::string_view name, std::string_view help,
+                               std::function<uint64_t()> read) {
+  if (!text_format::isValidMetricName(name)) registrationError("invalid metric name", name);
+  std::lock_guard lock(mutex_);
+  for (const auto& slot : slots_) {
+    if (slot->name() == name) registrationError("metric registered twice", name);
+  }
+  auto slot = std::make_unique<Slot>();
+  slot->functionName = name;
+  slot->functionHelp = help;
+  slot->function = std::move(read);
+  slots_.push_back(std::move(slot));
 }
 
 std::string Registry::render() const {

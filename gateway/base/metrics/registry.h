@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -101,6 +102,11 @@ class Registry {
                                std::vector<std::string> labelNames);
   GaugeFamily& gaugeFamily(std::string_view name, std::string_view help,
                            std::vector<std::string> labelNames);
+  // A counter whose value lives elsewhere (e.g. in the log, which cannot depend on metrics):
+  // `read` is called on every render, on the rendering thread, and must be cheap, thread-safe
+  // and never go down. Registering a name twice is a programming error.
+  void counterFunction(std::string_view name, std::string_view help,
+                       std::function<uint64_t()> read);
 
   // The exposition text of every metric, in registration order. Safe to call from any thread
   // while metrics are being updated.

@@ -75,7 +75,9 @@ void GatewayFixture::startGateway() {
         "--node",       options_.node, "--log-level",
         "debug"};
     args.insert(args.end(), options_.extraArgs.begin(), options_.extraArgs.end());
-    gateway_.start(args, home_.root() / "impgate.log");
+    gateway_.start(args, home_.root() / "impgate.log", options_.extraEnv,
+                   options_.stderrToUndrainedPipe ? ChildProcess::Stderr::kUndrainedPipe
+                                                  : ChildProcess::Stderr::kLog);
 
     bool online = false;
     if (options_.brokerUri.empty()) {

@@ -25,6 +25,10 @@ struct GatewayFixtureOptions {
   // Another broker than the fixture's own mosquitto (then readiness is the device port
   // accepting connections, since the fixture cannot watch that broker).
   std::string brokerUri;
+  // impgate's stderr (where its log lines go) is a pipe the test never reads, like a stuck log
+  // collector; the log file then holds stdout only.
+  bool stderrToUndrainedPipe = false;
+  std::vector<std::string> extraEnv;  // NAME=value for impgate's environment
 };
 
 // Default options plus these impgate flags.
@@ -53,6 +57,7 @@ class GatewayFixture {
   // Enrolls if needed, connects and waits for WELCOME; fails the test when it cannot.
   std::unique_ptr<device::BlockingDevice> connectDevice(const std::string& id);
 
+  uint16_t metricsPort() const { return metricsPort_; }
   // The Prometheus page, fetched over HTTP.
   std::string scrapeMetrics();
   // The value of one sample line, e.g. `impgate_errors_total{reason="malformed"}`; -1 if absent.

@@ -52,6 +52,7 @@ const std::vector<SettingCase>& everySetting() {
       {"max-pending-deliveries", "9", [](auto& c) { return c.maxPendingDeliveries == 9; }},
       {"max-output-buffer", "65536", [](auto& c) { return c.maxOutputBuffer == 65536; }},
       {"log-level", "debug", [](auto& c) { return c.logLevel == "debug"; }},
+      {"log-rate", "50", [](auto& c) { return c.logRate == 50u; }},
   };
   return cases;
 }

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 using impgate::metrics::MetricsServer;
 using impgate::metrics::Registry;
@@ -130,4 +131,78 @@ TEST_CASE("start() reports a port that is taken") {
   std::string error;
   CHECK_FALSE(second.start(&error));
   CHECK(error.find("bind") != std::string::npos);
+}
+
+namespace {
+
+// `count` connections that send nothing: a port scanner, or a client that went away silently.
+std::vector<int> idleConnections(uint16_t port, int count) {
+  std::vector<int> fds;
+  for (int i = 0; i < count; ++i) fds.push_back(connectTo(port));
+  return fds;
+}
+
+void closeAll(std::vector<int>& fds) {
+  for (int fd : fds) ::close(fd);
+  fds.clear();
+}
+
+// A scrape must be answered, and quickly, whatever the other connections do.
+void checkPromptScrape(uint16_t port) {
+  auto t0 = Clock::now();
+  auto resp = exchange(port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  CHECK(resp.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(body(resp).find("impgate_frames_total 3\n") != std::string::npos);
+  CHECK(Clock::now() - t0 < std::chrono::seconds(1));
+}
+
+}  // namespace
+
+TEST_CASE("idle connections, as many as the cap or far more, never lock a scrape out") {
+  Served s;  // default options: 16 connections at most, 5 s to send a request
+  auto idle = idleConnections(s.server.port(), 16);
+  checkPromptScrape(s.server.port());
+  auto more = idleConnections(s.server.port(), 200);
+  checkPromptScrape(s.server.port());
+  checkPromptScrape(s.server.port());
+  closeAll(idle);
+  closeAll(more);
+}
+
+TEST_CASE("slowloris clients sending a byte at a time never lock a scrape out") {
+  Served s;
+  const std::string request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  auto slow = idleConnections(s.server.port(), 32);
+  // Each client sends one more byte of its request between scrapes, never finishing it.
+  for (std::size_t byte = 0; byte < 5; ++byte) {
+    for (int fd : slow) ::send(fd, &request[byte], 1, MSG_NOSIGNAL);
+    checkPromptScrape(s.server.port());
+  }
+  closeAll(slow);
+}
+
+TEST_CASE("a client that does not read its response does not hold up other scrapes") {
+  Registry reg;
+  reg.counter("impgate_frames_total", "Frames.").inc(3);
+  // A response far larger than the socket buffers, so the server cannot send it in one go.
+  auto& family = reg.counterFamily("impgate_padding_total", "Padding.", {"n"});
+  for (int i = 0; i < 900; ++i) family.with(std::to_string(i) + std::string(200, 'x')).inc();
+  MetricsServer server(reg, {.host = "127.0.0.1", .port = 0, .maxClients = 4});
+  REQUIRE(server.start());
+  std::vector<int> stalled;
+  for (int i = 0; i < 4; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 4096;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(server.port());
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    std::string req = "GET /metrics HTTP/1.1\r\n\r\n";
+    ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);  // and then never read
+    stalled.push_back(fd);
+  }
+  checkPromptScrape(server.port());
+  closeAll(stalled);
 }

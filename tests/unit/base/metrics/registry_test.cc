@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -125,4 +126,18 @@ TEST_CASE("concurrent increments are all counted") {
   CHECK(c.value() == uint64_t{kThreads} * kPerThread);
   CHECK(g.value() == 0);
   CHECK(fam.with("shared").value() == uint64_t{kThreads} * kPerThread);
+}
+
+TEST_CASE("a counter read by a function is rendered with its current value") {
+  Registry reg;
+  reg.counter("impgate_frames_total", "Frames.").inc();
+  std::atomic<uint64_t> outside{7};
+  reg.counterFunction("impgate_log_lines_dropped_total", "Log lines dropped.",
+                      [&] { return outside.load(); });
+  auto page = reg.render();
+  CHECK(page.find("# HELP impgate_log_lines_dropped_total Log lines dropped.\n"
+                  "# TYPE impgate_log_lines_dropped_total counter\n"
+                  "impgate_log_lines_dropped_total 7\n") != std::string::npos);
+  outside = 1234;
+  CHECK(reg.render().find("impgate_log_lines_dropped_total 1234\n") != std::string::npos);
 }
