@@ -8,7 +8,10 @@
 
 namespace impgate::testing {
 
-GatewayHarness::GatewayHarness(const std::function<void(gateway::GatewayConfig&)>& tune) {
+GatewayHarness::GatewayHarness(const std::function<void(gateway::GatewayConfig&)>& tune,
+                               Time time)
+    : loop_(time == Time::kManual ? static_cast<const net::Clock&>(manualClock_)
+                                  : net::steadyClock()) {
   // Connections opening and closing are the point of these tests; keep stderr for surprises.
   log::setLevel(log::Level::kWarn);
   // As in impgate's main: a write to a connection the peer has closed is an error, not a signal.
@@ -24,7 +27,15 @@ GatewayHarness::GatewayHarness(const std::function<void(gateway::GatewayConfig&)
   std::string error;
   INFO(error);
   REQUIRE(gateway_->start(error));
-  loopThread_ = std::thread([this] { loop_.run(); });
+  loopThread_ = std::thread([this] { loopError_ = loop_.run(); });
+}
+
+void GatewayHarness::advance(std::chrono::seconds by) {
+  manualClock_.advance(by);
+  // Timers due at the new time run in the pass after the clock moved; two round trips through
+  // the loop make sure that pass has happened.
+  onLoop([] {});
+  onLoop([] {});
 }
 
 GatewayHarness::~GatewayHarness() {
@@ -35,6 +46,7 @@ GatewayHarness::~GatewayHarness() {
     loop_.stop();
   });
   loopThread_.join();
+  CHECK_FALSE(loopError_);
 }
 
 bool GatewayHarness::waitFor(const std::function<bool()>& condition) {

@@ -22,6 +22,7 @@
 #include <catch2/catch.hpp>
 
 #include "gateway/base/metrics/registry.h"
+#include "gateway/base/net/clock.h"
 #include "gateway/base/net/event_loop.h"
 #include "gateway/daemon/gateway.h"
 #include "gateway/device/device_client.h"
@@ -56,8 +57,13 @@ class GatewayHarness {
   static constexpr const char* kNode = "node-a";
   static constexpr std::chrono::seconds kDeadline{5};
 
-  // `tune` adjusts the configuration (limits) before the gateway starts.
-  explicit GatewayHarness(const std::function<void(gateway::GatewayConfig&)>& tune = {});
+  enum class Time { kReal, kManual };
+
+  // `tune` adjusts the configuration (limits) before the gateway starts. With Time::kManual the
+  // loop (the gateway's sweep and deadlines, and the devices' timers) runs on a ManualClock
+  // that only advance() moves.
+  explicit GatewayHarness(const std::function<void(gateway::GatewayConfig&)>& tune = {},
+                          Time time = Time::kReal);
   ~GatewayHarness();
   GatewayHarness(const GatewayHarness&) = delete;
   GatewayHarness& operator=(const GatewayHarness&) = delete;
@@ -72,6 +78,10 @@ class GatewayHarness {
     REQUIRE(result.wait_for(kDeadline) == std::future_status::ready);
     return result.get();
   }
+
+  // Moves the manual clock on and returns after the loop has run a pass at the new time (so
+  // the gateway's sweep has seen it).
+  void advance(std::chrono::seconds by);
 
   // Polls `condition` on the loop thread until it holds or the deadline passes.
   bool waitFor(const std::function<bool()>& condition);
@@ -101,10 +111,12 @@ class GatewayHarness {
   std::unique_ptr<net::TlsContext> serverTls_;
   std::unique_ptr<net::TlsContext> clientTls_;
   FakeDeviceBus bus_;
+  net::ManualClock manualClock_;
   net::EventLoop loop_;
   std::unique_ptr<gateway::Gateway> gateway_;
   std::vector<std::unique_ptr<TestDevice>> devices_;  // loop thread only
   std::thread loopThread_;
+  std::error_code loopError_;  // what run() returned
 };
 
 }  // namespace impgate::testing
