@@ -203,10 +203,21 @@ int main(int argc, char** argv) {
             {{"node", config.node}, {"broker", config.broker}, {"home", home.root().string()}});
   loop.run();
 
+  // Devices get BYE and an offline presence each (queued on the bus), then the bridge waits for
+  // the broker to acknowledge them all. If it does not in time, the bridge disconnects so that
+  // the broker publishes the last will: the node is offline either way (docs/topics.md).
   gw.shutdown();
-  bridge.stop(std::chrono::seconds(3));
+  auto outcome = bridge.stop(std::chrono::seconds(3));
   if (metricsServer) metricsServer->stop();
-  log::info(kComp, "impgate stopped");
   ::close(signalFd);
+  if (outcome == bus::MqttBridge::StopOutcome::kAbandoned) {
+    // The broker connection must close without a DISCONNECT, which destroying the MQTT client
+    // would send: end the process here and let the kernel close it.
+    log::info(kComp, "impgate stopped; the broker's last will reports this node offline");
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::_exit(0);
+  }
+  log::info(kComp, "impgate stopped");
   return 0;
 }

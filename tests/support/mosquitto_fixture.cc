@@ -47,11 +47,12 @@ std::string findMosquitto() {
 
 }  // namespace
 
-MosquittoFixture::MosquittoFixture()
+MosquittoFixture::MosquittoFixture(std::vector<std::string> extraConfig)
     : dir_("impgate-mosquitto"),
       confPath_(dir_ / "mosquitto.conf"),
       logPath_(dir_ / "mosquitto.log"),
-      binary_(findMosquitto()) {
+      binary_(findMosquitto()),
+      extraConfig_(std::move(extraConfig)) {
   if (binary_.empty()) {
     throw std::runtime_error("mosquitto not found (PATH, /usr/sbin); set IMPGATE_MOSQUITTO");
   }
@@ -96,6 +97,7 @@ void MosquittoFixture::writeConfig() const {
   // Without this, mosquitto started as root drops to the 'mosquitto' user, which cannot write
   // to our temp dir.
   if (::geteuid() == 0) conf << "user root\n";
+  for (const auto& line : extraConfig_) conf << line << "\n";
   if (!conf) throw std::runtime_error("cannot write " + confPath_.string());
 }
 

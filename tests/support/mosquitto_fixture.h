@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "tests/support/child_process.h"
 #include "tests/support/temp_dir.h"
@@ -21,7 +22,8 @@ class MosquittoFixture {
  public:
   // Starts the broker and returns once its port accepts connections. Throws std::runtime_error
   // (with the broker's log) if mosquitto is missing or does not come up within a few seconds.
-  MosquittoFixture();
+  // `extraConfig`: more mosquitto.conf lines, after (and so overriding) the fixture's own.
+  explicit MosquittoFixture(std::vector<std::string> extraConfig = {});
   ~MosquittoFixture();  // stop(), then removes the temp dir.
 
   MosquittoFixture(const MosquittoFixture&) = delete;
@@ -49,6 +51,7 @@ class MosquittoFixture {
   std::filesystem::path confPath_;
   std::filesystem::path logPath_;
   std::string binary_;
+  std::vector<std::string> extraConfig_;
   uint16_t port_ = 0;
   ChildProcess broker_;
 };

@@ -43,7 +43,10 @@ std::string httpGet(uint16_t port, const std::string& path) {
 }  // namespace
 
 GatewayFixture::GatewayFixture(GatewayFixtureOptions options)
-    : options_(std::move(options)), dir_("impgate-home"), home_(dir_.path()) {
+    : options_(std::move(options)),
+      broker_(options_.brokerConfig),
+      dir_("impgate-home"),
+      home_(dir_.path()) {
   pki::InitOptions init;
   auto ca = pki::FleetCa::init(home_, init);
   if (!ca) throw std::runtime_error("ca init: " + ca.error().message);

@@ -27,6 +27,7 @@ struct GatewayFixtureOptions {
   // Another broker than the fixture's own mosquitto (then readiness is the device port
   // accepting connections, since the fixture cannot watch that broker).
   std::string brokerUri;
+  std::vector<std::string> brokerConfig;  // more mosquitto.conf lines for the fixture's broker
 };
 
 // Default options plus these impgate flags.
