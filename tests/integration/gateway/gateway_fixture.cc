@@ -55,8 +55,9 @@ GatewayFixture::GatewayFixture(GatewayFixtureOptions options)
 
 GatewayFixture::~GatewayFixture() {
   gateway_.stop();
-  // In the sanitizer build impgate reports memory errors and leaks in its log; a test that
-  // passed with such a report has not passed.
+  // In the sanitizer builds impgate reports memory errors, leaks (AddressSanitizer,
+  // LeakSanitizer, UndefinedBehaviorSanitizer) and data races (ThreadSanitizer) in its log; a
+  // test that passed with such a report has not passed.
   std::string log = gateway_.log();
   if (std::uncaught_exceptions() == 0 && log.find("Sanitizer") != std::string::npos) {
     FAIL_CHECK("impgate reported a sanitizer error:\n" << log);
