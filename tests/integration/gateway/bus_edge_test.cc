@@ -82,8 +82,8 @@ TEST_CASE("a retained agent message is never delivered to the device") {
     // MQTT 5: the stored message is not sent at all ("do not send retained"), and one published
     // with the retain flag while the device is online keeps the flag ("retain as published").
     // MQTT 3.1.1 cannot tell that one from a live message (the broker clears the flag).
-    REQUIRE(agent.publish("imp/dev/dev-ret/in/cmd", "live-retained", 1, true,
-                          std::string_view("c-r")));
+    REQUIRE(
+        agent.publish("imp/dev/dev-ret/in/cmd", "live-retained", 1, true, std::string_view("c-r")));
     auto receipt = rejected("c-r");
     REQUIRE(receipt.correlationData);
     CHECK(*receipt.correlationData == "c-r");
@@ -123,8 +123,8 @@ TEST_CASE("a clean stop with a stalled broker leaves the node offline through th
   for (int i = 0; i < kBacklog; ++i) {
     REQUIRE(dev->send("fill", std::to_string(i), false, 5s, error));
   }
-  REQUIRE(waitUntil(
-      [&] { return gw.metric("impgate_frames_in_total") >= framesBefore + kBacklog; }, 20s));
+  REQUIRE(waitUntil([&] { return gw.metric("impgate_frames_in_total") >= framesBefore + kBacklog; },
+                    20s));
 
   REQUIRE(::kill(gw.process().pid(), SIGTERM) == 0);
   REQUIRE(waitUntil([&] { return gw.process().exited(); }, 30s));
