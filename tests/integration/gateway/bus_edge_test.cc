@@ -82,9 +82,8 @@ class StallingRelay {
         fds.push_back({p.brokerEof || p.broker < 0 ? -1 : p.broker, POLLIN, 0});
       }
       ::poll(fds.data(), fds.size(), 20);
-      if (fds[0].revents & POLLIN) accept();
       char buf[65536];
-      for (std::size_t i = 0; i < pairs_.size(); ++i) {
+      for (std::size_t i = 0; i < (fds.size() - 1) / 2; ++i) {  // the pairs polled above
         Pair& p = pairs_[i];
         if (fds[1 + 2 * i].revents & (POLLIN | POLLHUP | POLLERR)) {
           ssize_t n = ::recv(p.client, buf, sizeof buf, 0);
@@ -112,6 +111,7 @@ class StallingRelay {
           ::shutdown(p.broker, SHUT_WR);  // FIN after everything the client sent
         }
       }
+      if (fds[0].revents & POLLIN) accept();  // after the loop: it may grow pairs_
     }
   }
 
