@@ -32,7 +32,8 @@ constexpr auto kDisconnectWait = std::chrono::seconds(2);
 constexpr milliseconds kConnectRetryStep{200};
 constexpr std::size_t kMaxWarnedEvents = 256;
 
-// Set while this thread runs one of our Paho callbacks, so stop() can refuse to wait for itself.
+// Set while this thread runs a callback of any Agent (Paho's threads), so stop() can refuse to
+// wait for itself and a destructor knows it must not wait here.
 thread_local int tCallbackDepth = 0;
 
 std::string randomHex(int digits) {
@@ -76,10 +77,18 @@ const char* toString(SendError error) {
   return "unknown";
 }
 
-class Agent::Impl {
+// Shared by the Agent and, for the length of each call, by the Paho callbacks (which hold only a
+// weak_ptr otherwise): a callback that is running keeps it alive even when its handler destroys
+// the Agent.
+class Agent::Impl : public std::enable_shared_from_this<Impl> {
  public:
   explicit Impl(Options options);
-  ~Impl() { stop(); }
+  ~Impl() = default;  // close() has run: no client, no callback running
+
+  // The Agent's destructor: no handler starts after this; disconnects, then waits for running
+  // handlers and releases the client. On a thread that is running a handler, the waiting and
+  // releasing happen on a helper thread once the handler has returned.
+  void close();
 
   void on(std::string event, MessageHandler handler);
   void onAny(AnyHandler handler) { setHandler(any_, std::move(handler)); }
@@ -99,25 +108,32 @@ class Agent::Impl {
   bool ready() const { return subscribed_.load(); }
 
  private:
-  // Counts our callbacks in flight so stop() can wait for them to drain.
+  // One Paho callback of ours. Entered only while the agent is not stopping, and counted, so
+  // teardown can wait for every entered callback to leave; stopping and counting share one
+  // mutex, so a callback either sees the stop or is waited for.
   class CallbackScope {
    public:
     explicit CallbackScope(Impl& impl) : impl_(impl) {
-      ++tCallbackDepth;
-      impl_.activeCallbacks_.fetch_add(1);
+      std::lock_guard lock(impl_.stateMutex_);
+      entered_ = !impl_.stopping_;
+      if (entered_) {
+        ++impl_.runningCallbacks_;
+        ++tCallbackDepth;
+      }
     }
     ~CallbackScope() {
+      if (!entered_) return;
       --tCallbackDepth;
-      if (impl_.activeCallbacks_.fetch_sub(1) == 1) {
-        std::lock_guard lock(impl_.stateMutex_);
-        impl_.stateChanged_.notify_all();
-      }
+      std::lock_guard lock(impl_.stateMutex_);
+      if (--impl_.runningCallbacks_ == 0) impl_.stateChanged_.notify_all();
     }
     CallbackScope(const CallbackScope&) = delete;
     CallbackScope& operator=(const CallbackScope&) = delete;
+    bool entered() const { return entered_; }
 
    private:
     Impl& impl_;
+    bool entered_ = false;
   };
 
   // Reports the outcome of the subscribe issued after each (re)connect.
@@ -145,6 +161,9 @@ class Agent::Impl {
 
   mqtt::connect_options connectOptions(milliseconds timeout) const;
   void teardown(std::shared_ptr<mqtt::async_client> client);
+  void finishClose(std::shared_ptr<mqtt::async_client> client);
+  void setStopping(bool stopping);
+  void waitForCallbacks();
 
   // Paho callbacks (Paho's thread).
   void onConnected(const std::string& cause);
@@ -188,8 +207,8 @@ class Agent::Impl {
   std::condition_variable stateChanged_;
   std::atomic<bool> subscribed_{false};
   std::string subscribeError_;
-  std::atomic<bool> stopping_{false};
-  std::atomic<int> activeCallbacks_{0};
+  bool stopping_ = false;     // guarded by stateMutex_: no callback enters while set
+  int runningCallbacks_ = 0;  // guarded by stateMutex_: callbacks entered and not yet left
   SubscribeListener subscribeListener_{*this};
 
   std::mutex warnedMutex_;
@@ -281,11 +300,19 @@ bool Agent::Impl::start(milliseconds timeout) {
     subscribed_ = false;
     subscribeError_.clear();
   }
-  stopping_ = false;
-  client->set_connected_handler([this](const std::string& cause) { onConnected(cause); });
-  client->set_connection_lost_handler(
-      [this](const std::string& cause) { onConnectionLost(cause); });
-  client->set_message_callback([this](const mqtt::const_message_ptr& msg) { onMessage(msg); });
+  setStopping(false);
+  // The callbacks hold the Impl only while they run: an Agent destroyed meanwhile finds them
+  // finished (close() waits) or sees them skip (weak_ptr expired, or stopping).
+  std::weak_ptr<Impl> weak = weak_from_this();
+  client->set_connected_handler([weak](const std::string& cause) {
+    if (auto self = weak.lock()) self->onConnected(cause);
+  });
+  client->set_connection_lost_handler([weak](const std::string& cause) {
+    if (auto self = weak.lock()) self->onConnectionLost(cause);
+  });
+  client->set_message_callback([weak](const mqtt::const_message_ptr& msg) {
+    if (auto self = weak.lock()) self->onMessage(msg);
+  });
   callbackClient_ = client.get();
 
   // A broker that is still starting refuses connections; keep trying until the deadline.
@@ -353,8 +380,47 @@ void Agent::Impl::stop() {
   log::info(kComp, "agent stopped");
 }
 
+void Agent::Impl::setStopping(bool stopping) {
+  std::lock_guard lock(stateMutex_);
+  stopping_ = stopping;
+}
+
+void Agent::Impl::waitForCallbacks() {
+  std::unique_lock lock(stateMutex_);
+  stateChanged_.wait(lock, [&] { return runningCallbacks_ == 0; });
+}
+
+void Agent::Impl::close() {
+  std::shared_ptr<mqtt::async_client> client;
+  {
+    std::lock_guard lock(clientMutex_);
+    client = std::move(client_);
+  }
+  setStopping(true);  // from here on no handler starts
+  if (tCallbackDepth > 0) {
+    // Destroyed from a handler, on Paho's thread: waiting here for that handler would wait for
+    // ourselves, and Paho must not be told to disconnect and wait from its own thread. A helper
+    // thread does it once the handler has returned; the Impl lives until then.
+    std::thread([self = shared_from_this(), client = std::move(client)]() mutable {
+      self->finishClose(std::move(client));
+    }).detach();
+    return;
+  }
+  std::lock_guard lifecycle(lifecycleMutex_);
+  finishClose(std::move(client));
+}
+
+void Agent::Impl::finishClose(std::shared_ptr<mqtt::async_client> client) {
+  if (client) {
+    teardown(std::move(client));
+    log::info(kComp, "agent stopped");
+  } else {
+    waitForCallbacks();
+  }
+}
+
 void Agent::Impl::teardown(std::shared_ptr<mqtt::async_client> client) {
-  stopping_ = true;
+  setStopping(true);
   try {
     client->disconnect()->wait_for(kDisconnectWait);
   } catch (const mqtt::exception&) {
@@ -365,10 +431,7 @@ void Agent::Impl::teardown(std::shared_ptr<mqtt::async_client> client) {
   } catch (const mqtt::exception&) {
     // Refused while a connect attempt is still in flight; stopping_ keeps our callbacks inert.
   }
-  {
-    std::unique_lock lock(stateMutex_);
-    stateChanged_.wait(lock, [&] { return activeCallbacks_.load() == 0; });
-  }
+  waitForCallbacks();
   callbackClient_ = nullptr;
   subscribed_ = false;
   // Our reference goes here; a concurrent send() may hold another until it returns.
@@ -423,7 +486,7 @@ void Agent::Impl::guarded(std::string_view what, Fn&& fn) {
 void Agent::Impl::onConnected(const std::string& /*cause*/) {
   CallbackScope scope(*this);
   mqtt::async_client* client = callbackClient_;
-  if (stopping_ || !client) return;
+  if (!scope.entered() || !client) return;
   // A clean session starts with no subscriptions: subscribe on every connect, not just the first.
   std::string out = topics_->allDeviceOut();
   if (!opts_.sharedGroup.empty()) out = "$share/" + opts_.sharedGroup + "/" + out;
@@ -443,6 +506,7 @@ void Agent::Impl::onConnected(const std::string& /*cause*/) {
 
 void Agent::Impl::onSubscribed(const mqtt::token& tok) {
   CallbackScope scope(*this);
+  if (!scope.entered()) return;
   // MQTT 5 reports refusals per filter (reason code >= 0x80) inside a successful SUBACK.
   std::string refused;
   if (opts_.mqtt5) {
@@ -473,6 +537,7 @@ void Agent::Impl::onSubscribed(const mqtt::token& tok) {
 
 void Agent::Impl::onSubscribeFailed(const mqtt::token& tok) {
   CallbackScope scope(*this);
+  if (!scope.entered()) return;
   std::string reason = "subscribe failed (rc " + std::to_string(tok.get_return_code()) + ")";
   {
     std::lock_guard lock(stateMutex_);
@@ -485,14 +550,14 @@ void Agent::Impl::onSubscribeFailed(const mqtt::token& tok) {
 void Agent::Impl::onConnectionLost(const std::string& cause) {
   CallbackScope scope(*this);
   subscribed_ = false;
-  if (stopping_) return;
+  if (!scope.entered()) return;
   log::warn(kComp, "connection to broker lost; reconnecting",
             {{"broker", opts_.brokerUri}, {"cause", cause.empty() ? "unknown" : cause}});
 }
 
 void Agent::Impl::onMessage(const mqtt::const_message_ptr& msg) {
   CallbackScope scope(*this);
-  if (stopping_ || !msg) return;
+  if (!scope.entered() || !msg) return;
   const std::string& topic = msg->get_topic();
   auto parsed = topics_->parse(topic);
   if (!parsed) {
@@ -611,8 +676,10 @@ void Agent::Impl::dispatchReceipt(std::string_view device, const mqtt::const_mes
 
 // Agent forwards to Impl so the header needs no Paho include.
 
-Agent::Agent(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
-Agent::~Agent() = default;
+Agent::Agent(Options options) : impl_(std::make_shared<Impl>(std::move(options))) {}
+Agent::~Agent() {
+  impl_->close();
+}
 void Agent::on(std::string event, MessageHandler handler) {
   impl_->on(std::move(event), std::move(handler));
 }

@@ -83,7 +83,13 @@ class Agent {
   using ReceiptHandler = std::function<void(const Receipt& receipt)>;
 
   explicit Agent(Options options);
-  ~Agent();  // stop()
+  // Stops the agent: no handler starts once the destructor has begun, the connection is closed,
+  // and the destructor returns only after every running handler has returned (from any thread
+  // but a handler's own). A handler may destroy its own Agent (or another one): then the
+  // destructor returns at once without waiting, no further handler of that Agent starts, and
+  // disconnecting and releasing the MQTT client finish on a helper thread shortly after the
+  // handler returns. A handler must not touch the Agent after destroying it.
+  ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
@@ -121,7 +127,7 @@ class Agent {
 
  private:
   class Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with callbacks while they run (see ~Agent)
 };
 
 const char* toString(SendError error);

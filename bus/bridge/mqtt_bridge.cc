@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "gateway/base/log.h"
 
 namespace impgate::bus {
@@ -41,6 +43,16 @@ MqttBridge::~MqttBridge() {
   if (retryTimer_) loop_.cancel(retryTimer_);
   // Paho's threads may still call on_success / on_failure on this object until the client is
   // gone: destroy it first, while every member is still alive.
+  if (client_ && abandoned_) {
+    // stop() left the connection for the process exit to close (see leaveToWill()). Destroying
+    // the client would send a DISCONNECT; silence its callbacks and let it go.
+    try {
+      client_->disable_callbacks();
+    } catch (const mqtt::exception&) {
+      // Shutting down anyway.
+    }
+    (void)client_.release();
+  }
   if (client_) {
     try {
       client_->disable_callbacks();
@@ -180,14 +192,27 @@ void MqttBridge::onConnectionLost(const std::string& cause) {
 }
 
 void MqttBridge::onMessage(mqtt::const_message_ptr msg) {
-  if (msg->is_retained()) {
-    // A retained command would run again on every (re)subscribe: agents must not retain them.
-    log::warn(kComp, "ignoring retained agent message", {{"topic", msg->get_topic()}});
-    return;
-  }
   auto parsed = topics_.parse(msg->get_topic());
   if (!parsed || parsed->kind != TopicScheme::Kind::kDeviceIn) {
     log::warn(kComp, "ignoring message on unexpected topic", {{"topic", msg->get_topic()}});
+    return;
+  }
+  std::string correlation;
+  const auto& props = msg->get_properties();
+  if (props.contains(mqtt::property::CORRELATION_DATA)) {
+    correlation = mqtt::get<std::string>(props, mqtt::property::CORRELATION_DATA);
+  }
+  if (msg->is_retained()) {
+    // A retained command would run again on every (re)subscribe: agents must not retain them.
+    // Under MQTT 5 the flag is kept as published (subscribeOptions()), so this also catches a
+    // retained publish made while the device is online; under 3.1.1 only a stored one shows it.
+    log::warn(kComp, "refusing retained agent message", {{"topic", msg->get_topic()}});
+    if (msg->get_qos() > 0) {
+      // The agent asked for a receipt. seq 0: the message never reached the device's session,
+      // which numbers only what it handles.
+      publishReceipt(parsed->name,
+                     Receipt{parsed->event, 0, "rejected", correlation, options_.node});
+    }
     return;
   }
   AgentMessage m;
@@ -195,11 +220,16 @@ void MqttBridge::onMessage(mqtt::const_message_ptr msg) {
   m.event.assign(parsed->event);
   m.payload = msg->get_payload_str();
   m.qos = msg->get_qos();
-  const auto& props = msg->get_properties();
-  if (props.contains(mqtt::property::CORRELATION_DATA)) {
-    m.correlation = mqtt::get<std::string>(props, mqtt::property::CORRELATION_DATA);
-  }
+  m.correlation = std::move(correlation);
   listener_.onAgentMessage(std::move(m));
+}
+
+mqtt::subscribe_options MqttBridge::subscribeOptions() const {
+  // MQTT 5 only (3.1.1 has no subscription options): keep the retain flag as the agent set it,
+  // so a retained publish made while we are subscribed is recognisable, and send no stored
+  // retained message when subscribing at all.
+  if (options_.mqttVersion != 5) return mqtt::subscribe_options();
+  return mqtt::subscribe_options(false, true, mqtt::subscribe_options::DONT_SEND_RETAINED);
 }
 
 void MqttBridge::resubscribeAll() {
@@ -207,8 +237,15 @@ void MqttBridge::resubscribeAll() {
   auto flush = [&] {
     if (batch->empty()) return;
     try {
-      std::vector<int> qos(batch->size(), kQos);
-      client_->subscribe(batch, qos);
+      if (options_.mqttVersion == 5) {
+        // One SUBSCRIBE per filter: Paho C++ 1.2's many-topic subscribe with subscription
+        // options crashes inside MQTTAsync_subscribeMany once it holds two or more filters.
+        for (std::size_t i = 0; i < batch->size(); ++i) {
+          client_->subscribe((*batch)[i], kQos, subscribeOptions());
+        }
+      } else {
+        client_->subscribe(batch, std::vector<int>(batch->size(), kQos));
+      }
     } catch (const mqtt::exception& e) {
       log::error(kComp, "re-subscribe failed", {{"error", e.what()}});
     }
@@ -311,7 +348,7 @@ void MqttBridge::subscribeDevice(std::string_view device) {
   auto [it, inserted] = devices_.emplace(device);
   if (!inserted || !connected()) return;
   try {
-    client_->subscribe(topics_.deviceInFilter(device), kQos);
+    client_->subscribe(topics_.deviceInFilter(device), kQos, subscribeOptions());
   } catch (const mqtt::exception& e) {
     log::warn(kComp, "subscribe failed", {{"device", device}, {"error", e.what()}});
   }
@@ -329,25 +366,79 @@ void MqttBridge::unsubscribeDevice(std::string_view device) {
   }
 }
 
-void MqttBridge::stop(std::chrono::milliseconds timeout) {
+MqttBridge::StopOutcome MqttBridge::stop(std::chrono::milliseconds timeout) {
   stopping_ = true;
   if (retryTimer_) {
     loop_.cancel(retryTimer_);
     retryTimer_ = 0;
   }
-  if (!client_) return;
+  if (!client_ || abandoned_) return StopOutcome::kNotConnected;
+  using Clock = std::chrono::steady_clock;
+  auto deadline = Clock::now() + timeout;
+  auto remaining = [&] {
+    return std::max(std::chrono::milliseconds(0),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+  };
+  StopOutcome outcome = StopOutcome::kNotConnected;
   try {
     if (client_->is_connected()) {
       std::string offline = nodeStateJson(false, 0);
-      auto tok = client_->publish(topics_.nodeState(options_.node), offline.data(), offline.size(),
-                                  kQos, true);
-      tok->wait_for(timeout);
-      client_->disconnect()->wait_for(timeout);
+      client_->publish(topics_.nodeState(options_.node), offline.data(), offline.size(), kQos,
+                       true);
+      // Everything still in flight: the offline presence the gateway just queued for each of its
+      // devices, device messages, and the node state. Queued in order, acknowledged in order.
+      bool acknowledged = true;
+      for (const auto& tok : client_->get_pending_delivery_tokens()) {
+        try {
+          if (!tok->wait_for(remaining())) {
+            acknowledged = false;
+            break;
+          }
+        } catch (const mqtt::exception&) {
+          acknowledged = false;  // failed: the broker never took it
+          break;
+        }
+      }
+      if (acknowledged) {
+        client_->disconnect()->wait_for(std::max(remaining(), std::chrono::milliseconds(500)));
+        outcome = StopOutcome::kClean;
+      } else {
+        outcome = leaveToWill();
+      }
     }
   } catch (const mqtt::exception& e) {
     log::warn(kComp, "clean disconnect failed", {{"error", e.what()}});
+    outcome = leaveToWill();
   }
   connected_.store(false);
+  return outcome;
+}
+
+MqttBridge::StopOutcome MqttBridge::leaveToWill() {
+  // A normal DISCONNECT would make the broker discard the last will, and with it the only
+  // offline state the broker still has for this node: disconnect so that it publishes the will.
+  log::warn(kComp,
+            "broker did not acknowledge the offline states in time; the last will marks "
+            "this node offline");
+  if (options_.mqttVersion == 5) {
+    // MQTT 5: "Disconnect with Will Message" (0x04). Paho queues the DISCONNECT behind publishes
+    // it has not sent yet (its in-flight window is full), so it may not go out in time.
+    try {
+      auto opts = mqtt::disconnect_options_builder()
+                      .reason_code(mqtt::ReasonCode::DISCONNECT_WITH_WILL_MESSAGE)
+                      .finalize();
+      if (client_->disconnect(opts)->wait_for(std::chrono::milliseconds(500))) {
+        return StopOutcome::kWill;
+      }
+    } catch (const mqtt::exception& e) {
+      log::warn(kComp, "disconnect with will failed", {{"error", e.what()}});
+    }
+  }
+  // MQTT 3.1.1 has no such DISCONNECT; there the broker publishes the will when the connection
+  // closes without one. Paho sends a DISCONNECT when its client is destroyed, so the client is
+  // never destroyed: the process exit closes the connection.
+  abandoned_ = true;
+  return StopOutcome::kAbandoned;
 }
 
 }  // namespace impgate::bus

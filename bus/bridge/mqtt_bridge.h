@@ -47,8 +47,21 @@ class MqttBridge final : public DeviceBus, private mqtt::iaction_listener {
   // Creates the client and starts connecting (retrying until stop()). Returns false with
   // `error` for configuration errors such as an invalid URI.
   bool start(std::string& error);
-  // Publishes the node's offline state, then disconnects, waiting at most `timeout`.
-  void stop(std::chrono::milliseconds timeout);
+  enum class StopOutcome {
+    kClean,         // every publish acknowledged (offline states included), then DISCONNECT
+    kWill,          // not all acknowledged in time: MQTT 5 DISCONNECT 0x04 made the broker
+                    // publish the last will (node offline)
+    kAbandoned,     // not all acknowledged in time, and no DISCONNECT 0x04 could be sent: the
+                    // connection is left open, and closing it (the process exit) makes the
+                    // broker publish the will. End the process soon; the bridge is unusable.
+    kNotConnected,  // no broker connection: nothing could be published (the broker publishes
+                    // the will when it notices the lost connection)
+  };
+  // Publishes the node's offline state and waits, at most `timeout`, until the broker has
+  // acknowledged it and every publish queued before it (the offline presence of each device).
+  // Then disconnects so that the broker ends up with offline states either way: a normal
+  // DISCONNECT when everything was acknowledged, otherwise one that keeps the last will.
+  StopOutcome stop(std::chrono::milliseconds timeout);
 
   void publishDeviceMessage(std::string_view device, std::string_view event,
                             std::span<const uint8_t> payload, uint64_t token) override;
@@ -72,6 +85,8 @@ class MqttBridge final : public DeviceBus, private mqtt::iaction_listener {
   void onConnectionLost(const std::string& cause);
   void onMessage(mqtt::const_message_ptr msg);
   void resubscribeAll();
+  StopOutcome leaveToWill();
+  mqtt::subscribe_options subscribeOptions() const;
   void publish(const std::string& topic, std::string_view payload, bool retained,
                const mqtt::properties* props = nullptr);
   // Publishes at QoS 1 and reports the outcome to the listener under `token` (none when 0).
@@ -91,6 +106,7 @@ class MqttBridge final : public DeviceBus, private mqtt::iaction_listener {
   std::size_t lastDeviceCount_ = 0;
   net::EventLoop::TimerId retryTimer_ = 0;
   bool stopping_ = false;
+  bool abandoned_ = false;  // stop() left the connection open for the process exit to close
   bool everConnected_ = false;
   std::atomic<bool> connected_{false};
 };

@@ -230,10 +230,21 @@ int main(int argc, char** argv) {
     log::error(kComp, "event loop failed, stopping", {{"error", loopError.message()}});
   }
 
+  // Devices get BYE and an offline presence each (queued on the bus), then the bridge waits for
+  // the broker to acknowledge them all. If it does not in time, the bridge disconnects so that
+  // the broker publishes the last will: the node is offline either way (docs/topics.md).
   gw.shutdown();
-  bridge.stop(std::chrono::seconds(3));
+  auto outcome = bridge.stop(std::chrono::seconds(3));
   if (metricsServer) metricsServer->stop();
-  log::info(kComp, "impgate stopped");
   ::close(signalFd);
+  if (outcome == bus::MqttBridge::StopOutcome::kAbandoned) {
+    // The broker connection must close without a DISCONNECT, which destroying the MQTT client
+    // would send: end the process here and let the kernel close it.
+    log::info(kComp, "impgate stopped; the broker's last will reports this node offline");
+    log::flush();
+    std::fflush(stdout);
+    ::_exit(loopError ? 1 : 0);
+  }
+  log::info(kComp, "impgate stopped");
   return loopError ? 1 : 0;
 }

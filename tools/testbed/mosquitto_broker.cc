@@ -136,6 +136,7 @@ void MosquittoBroker::writeConfig() const {
   // Without this, mosquitto started as root drops to the 'mosquitto' user, which cannot read
   // or write our temp dir.
   if (::geteuid() == 0) conf << "user root\n";
+  for (const auto& line : options_.extraConfig) conf << line << "\n";
   if (!conf) throw std::runtime_error("cannot write " + confPath_.string());
 }
 

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tools/testbed/child_process.h"
 #include "tools/testbed/temp_dir.h"
@@ -40,9 +41,19 @@ struct MosquittoOptions {
   // Connections, subscriptions and unsubscriptions in the log, which tests read; a benchmark
   // turns them off so that the broker does not pay for logging them.
   bool logClients = true;
+  // More mosquitto.conf lines, after (and so overriding) the broker's own, e.g. a limit a
+  // test is about.
+  std::vector<std::string> extraConfig;
   // Polled while starting; when it returns true the start gives up with "interrupted".
   std::function<bool()> interrupted;
 };
+
+// Default options plus these mosquitto.conf lines.
+inline MosquittoOptions withConfig(std::vector<std::string> extraConfig) {
+  MosquittoOptions options;
+  options.extraConfig = std::move(extraConfig);
+  return options;
+}
 
 class MosquittoBroker {
  public:

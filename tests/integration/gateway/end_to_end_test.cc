@@ -228,6 +228,24 @@ TEST_CASE("after the broker restarts the gateway restores subscriptions and pres
   CHECK(*status == protocol::AckStatus::kOk);
 }
 
+TEST_CASE("after the broker restarts, every one of several devices is subscribed again") {
+  GatewayFixture gw;
+  std::vector<std::unique_ptr<device::BlockingDevice>> devices;
+  for (int i = 0; i < 5; ++i) devices.push_back(gw.connectDevice("many-" + std::to_string(i)));
+  gw.broker().restart();
+  MqttProbe agent(gw.broker().uri());
+  REQUIRE(agent.connect());
+  REQUIRE(agent.subscribe("imp/dev/many-4/state"));
+  REQUIRE(agent.waitFor(statusIs("online"), 15s));
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(agent.publish("imp/dev/many-" + std::to_string(i) + "/in/hello", "again", 1));
+    auto m = devices[i]->nextMessage(10s);
+    REQUIRE(m);
+    CHECK(m->payload == "again");
+  }
+  CHECK(gw.process().running());
+}
+
 TEST_CASE("a clean gateway stop says BYE to devices and marks them offline") {
   GatewayFixture gw;
   MqttProbe agent(gw.broker().uri());

@@ -43,7 +43,10 @@ std::string httpGet(uint16_t port, const std::string& path) {
 }  // namespace
 
 GatewayFixture::GatewayFixture(GatewayFixtureOptions options)
-    : options_(std::move(options)), dir_("impgate-home"), home_(dir_.path()) {
+    : options_(std::move(options)),
+      broker_(testbed::withConfig(options_.brokerConfig)),
+      dir_("impgate-home"),
+      home_(dir_.path()) {
   pki::InitOptions init;
   auto ca = pki::FleetCa::init(home_, init);
   if (!ca) throw std::runtime_error("ca init: " + ca.error().message);
@@ -52,8 +55,9 @@ GatewayFixture::GatewayFixture(GatewayFixtureOptions options)
 
 GatewayFixture::~GatewayFixture() {
   gateway_.stop();
-  // In the sanitizer build impgate reports memory errors and leaks in its log; a test that
-  // passed with such a report has not passed.
+  // In the sanitizer builds impgate reports memory errors, leaks (AddressSanitizer,
+  // LeakSanitizer, UndefinedBehaviorSanitizer) and data races (ThreadSanitizer) in its log; a
+  // test that passed with such a report has not passed.
   std::string log = gateway_.log();
   if (std::uncaught_exceptions() == 0 && log.find("Sanitizer") != std::string::npos) {
     FAIL_CHECK("impgate reported a sanitizer error:\n" << log);

@@ -28,7 +28,8 @@ struct GatewayFixtureOptions {
   // impgate's stderr (where its log lines go) is a pipe the test never reads, like a stuck log
   // collector; the log file then holds stdout only.
   bool stderrToUndrainedPipe = false;
-  std::vector<std::string> extraEnv;  // NAME=value for impgate's environment
+  std::vector<std::string> extraEnv;      // NAME=value for impgate's environment
+  std::vector<std::string> brokerConfig;  // more mosquitto.conf lines for the fixture's broker
 };
 
 // Default options plus these impgate flags.

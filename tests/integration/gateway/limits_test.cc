@@ -113,7 +113,11 @@ TEST_CASE("a LOG flood while the broker is down pauses that device at max-inflig
 
   // Once the broker is back, the rest of the flood flows, none lost.
   gw.broker().restart();
-  REQUIRE(waitUntil([&] { return gw.metric("impgate_logs_forwarded_total") == 1000; }, 30s));
+  bool flowed = waitUntil([&] { return gw.metric("impgate_logs_forwarded_total") == 1000; }, 30s);
+  INFO("impgate exited: " << gw.process().exited());
+  INFO("forwarded: " << gw.metric("impgate_logs_forwarded_total") << "\n"
+                     << gw.process().logTail(3000));
+  REQUIRE(flowed);
 }
 
 TEST_CASE("every QoS 1 agent message to a device that does not read gets exactly one receipt") {

@@ -8,8 +8,7 @@
 
 namespace impgate::testing {
 
-GatewayHarness::GatewayHarness(const std::function<void(gateway::GatewayConfig&)>& tune,
-                               Time time)
+GatewayHarness::GatewayHarness(const std::function<void(gateway::GatewayConfig&)>& tune, Time time)
     : loop_(time == Time::kManual ? static_cast<const net::Clock&>(manualClock_)
                                   : net::steadyClock()) {
   // Connections opening and closing are the point of these tests; keep stderr for surprises.
