@@ -67,12 +67,17 @@ void DeviceSession::updateInterest() {
   if (!readPaused_ && !readWantsWrite_) want |= EPOLLIN;
   if (writeWantsRead_) want |= EPOLLIN;
   if (readWantsWrite_ || (!output_.empty() && !writeWantsRead_)) want |= EPOLLOUT;
-  if (want == interest_) return;
+  watchEvents(want);
+}
+
+bool DeviceSession::watchEvents(uint32_t want) {
+  if (want == interest_) return true;
   if (!gateway_.loop().rewatch(fd_, want, this)) {
     fail(ErrorReason::kIoError, ByeReason::kInternal, "cannot change the connection's events");
-    return;
+    return false;
   }
   interest_ = want;
+  return true;
 }
 
 void DeviceSession::onIoEvents(uint32_t events) {
@@ -109,14 +114,10 @@ void DeviceSession::driveHandshake() {
   net::IoStatus st = transport_->handshake();
   switch (st) {
     case net::IoStatus::kWantRead:
-      if (interest_ != EPOLLIN) {
-        gateway_.loop().rewatch(fd_, EPOLLIN, this);
-        interest_ = EPOLLIN;
-      }
+      watchEvents(EPOLLIN);
       return;
     case net::IoStatus::kWantWrite:
-      gateway_.loop().rewatch(fd_, EPOLLIN | EPOLLOUT, this);
-      interest_ = EPOLLIN | EPOLLOUT;
+      watchEvents(EPOLLIN | EPOLLOUT);
       return;
     case net::IoStatus::kOk:
       break;

@@ -101,6 +101,8 @@ class DeviceSession final : public net::IoHandler {
   // Bytes queued in output_ and not yet taken by the transport.
   std::size_t outputQueued() const { return output_.size() - outputSent_; }
   void updateInterest();
+  // Asks the reactor for `want`; on failure the session closes (kIoError) and false is returned.
+  bool watchEvents(uint32_t want);
   void closeNow(std::string_view why, bool sendBye, protocol::ByeReason bye);
   void publishReceipt(const PendingDelivery& d, std::string_view status);
   // Gives up on deliveries the device has not acknowledged within the delivery timeout.

@@ -45,7 +45,15 @@ std::unique_ptr<BlockingDevice> BlockingDevice::create(const BlockingDeviceConfi
   };
   d->client_ = std::make_unique<DeviceClient>(d->loop_, *d->tls_, std::move(credentials),
                                               config.options, std::move(handlers));
-  d->thread_ = std::thread([self] { self->loop_.run(); });
+  d->thread_ = std::thread([self] {
+    if (std::error_code failed = self->loop_.run()) {
+      // The device thread cannot go on: every waiting call hears why instead of timing out.
+      std::lock_guard<std::mutex> lock(self->mutex_);
+      self->online_ = false;
+      self->offlineReason_ = "device event loop failed: " + failed.message();
+      self->changed_.notify_all();
+    }
+  });
   return d;
 }
 

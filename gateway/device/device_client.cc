@@ -91,12 +91,18 @@ void DeviceClient::startConnect() {
   state_ = State::kConnecting;
   stateSince_ = loop_.now();
   interest_ = EPOLLOUT;
-  loop_.watch(fd_, interest_, this);
+  if (!loop_.watch(fd_, interest_, this)) {
+    interest_ = 0;
+    drop(std::string("epoll refused the connection: ") + std::strerror(errno), false);
+  }
 }
 
 void DeviceClient::watchFor(uint32_t events) {
   if (events == interest_ || fd_ < 0) return;
-  loop_.rewatch(fd_, events, this);
+  if (!loop_.rewatch(fd_, events, this)) {
+    drop(std::string("epoll refused the connection: ") + std::strerror(errno), false);
+    return;
+  }
   interest_ = events;
 }
 

@@ -53,9 +53,9 @@ class EventLoop : private net::Clock::Listener {
   // Registers `fd` for `events` (EPOLLIN/EPOLLOUT; edge-triggered is not used). The handler
   // must outlive the registration. Returns false (errno set) when epoll refuses: the caller
   // must then not expect events (close the connection, or fail start-up).
-  bool watch(int fd, uint32_t events, IoHandler* handler);
+  [[nodiscard]] bool watch(int fd, uint32_t events, IoHandler* handler);
   // Changes the events of a registered `fd`. Returns false (errno set) when epoll refuses.
-  bool rewatch(int fd, uint32_t events, IoHandler* handler);
+  [[nodiscard]] bool rewatch(int fd, uint32_t events, IoHandler* handler);
   // Returns false (errno set) when `fd` was not registered; harmless before a close().
   bool unwatch(int fd);
 
@@ -87,7 +87,7 @@ class EventLoop : private net::Clock::Listener {
   // error when epoll_wait fails with anything but EINTR: the loop cannot go on, and the
   // process should say so and exit non-zero. Posted work and deferred objects are still run
   // and released before it returns.
-  std::error_code run();
+  [[nodiscard]] std::error_code run();
   void stop();
   bool stopping() const { return stop_.load(std::memory_order_relaxed); }
 

@@ -84,7 +84,7 @@ class DeviceThread {
     };
     client_ = std::make_unique<device::DeviceClient>(loop_, *tls_, std::move(credentials), options,
                                                      std::move(handlers));
-    thread_ = std::thread([this] { loop_.run(); });
+    thread_ = std::thread([this] { loopError_ = loop_.run(); });
   }
   ~DeviceThread() {
     onLoop([this] {
@@ -93,6 +93,7 @@ class DeviceThread {
     });
     loop_.stop();
     thread_.join();
+    CHECK_FALSE(loopError_);
     client_.reset();
   }
 
@@ -120,6 +121,7 @@ class DeviceThread {
   std::mutex mutex_;
   std::vector<std::string> events_;
   std::thread thread_;
+  std::error_code loopError_;  // what run() returned
 };
 
 // The gateway side, run by the test thread on a blocking socket with short timeouts.
