@@ -181,30 +181,37 @@ long residentKiB(pid_t pid) {
 
 }  // namespace
 
-TEST_CASE("memory taken by a spike of partial frames is given back when it is over") {
+TEST_CASE("memory taken by spikes of partial frames is given back when they are over") {
   GatewayFixture gw;
   auto witness = gw.connectDevice("witness");
   const pid_t pid = gw.process().pid();
-  std::vector<std::unique_ptr<RawTlsClient>> attackers;
-  for (int i = 0; i < 150; ++i) attackers.push_back(rawDevice(gw, "spike-" + std::to_string(i)));
-  REQUIRE(waitUntil([&] { return gw.metric("impgate_devices_online") == 151; }, 10s));
   const long before = residentKiB(pid);
+  // Twice: after the first spike glibc would serve the next one from its heap, where a
+  // fragmented remainder stays resident.
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::unique_ptr<RawTlsClient>> attackers;
+    for (int i = 0; i < 150; ++i) {
+      attackers.push_back(rawDevice(gw, "spike-" + std::to_string(i)));
+    }
+    REQUIRE(waitUntil([&] { return gw.metric("impgate_devices_online") == 151; }, 10s));
 
-  // Each sends most of a 250 KiB frame and stops: about 30 MB held across the node.
-  const std::vector<uint8_t> chunk(200 * 1024, 0x42);
-  std::vector<uint8_t> bytes = header(250 * 1024, 0x30);
-  bytes.insert(bytes.end(), chunk.begin(), chunk.end());
-  for (auto& raw : attackers) REQUIRE(raw->send(bytes));
-  REQUIRE(waitUntil([&] { return gw.metric("impgate_buffered_bytes") >= 150 * 200 * 1024; }, 10s));
-  const long during = residentKiB(pid);
-  REQUIRE(during - before >= 20 * 1024);  // the spike is there to be given back
+    // Each sends most of a 250 KiB frame and stops: about 30 MB held across the node.
+    const std::vector<uint8_t> chunk(200 * 1024, 0x42);
+    std::vector<uint8_t> bytes = header(250 * 1024, 0x30);
+    bytes.insert(bytes.end(), chunk.begin(), chunk.end());
+    for (auto& raw : attackers) REQUIRE(raw->send(bytes));
+    // The spike is there (to be given back).
+    REQUIRE(waitUntil([&] { return residentKiB(pid) - before >= 20 * 1024; }, 10s));
+    const long during = residentKiB(pid);
 
-  attackers.clear();
-  REQUIRE(waitUntil([&] { return gw.metric("impgate_devices_online") == 1; }, 10s));
-  // Returned within a couple of sweeps, to within a few MB of where it was.
-  bool returned = waitUntil([&] { return residentKiB(pid) - before < 8 * 1024; }, 5s);
-  INFO("VmRSS KiB before " << before << ", during " << during << ", after " << residentKiB(pid));
-  CHECK(returned);
+    attackers.clear();
+    REQUIRE(waitUntil([&] { return gw.metric("impgate_devices_online") == 1; }, 10s));
+    // Returned within a couple of sweeps, to within a few MB of where it was.
+    bool returned = waitUntil([&] { return residentKiB(pid) - before < 8 * 1024; }, 5s);
+    INFO("round " << round << ": VmRSS KiB before " << before << ", during " << during << ", after "
+                  << residentKiB(pid));
+    CHECK(returned);
+  }
   requireWitnessWorks(gw, *witness);
 }
 
