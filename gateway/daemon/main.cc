@@ -210,8 +210,8 @@ int main(int argc, char** argv) {
     metricsOptions.host = config.metrics.substr(0, colon);
     metricsOptions.port = static_cast<uint16_t>(metricsPort);
     metricsServer = std::make_unique<metrics::MetricsServer>(registry, metricsOptions);
-    if (!metricsServer->start(&error)) {
-      std::cerr << "impgate: metrics: " << error << "\n";
+    if (auto started = metricsServer->start(); !started) {
+      std::cerr << "impgate: metrics: " << started.error().message << "\n";
       return 1;
     }
     log::info(kComp, "metrics endpoint", {{"address", config.metrics}});
