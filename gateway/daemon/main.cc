@@ -191,8 +191,8 @@ int main(int argc, char** argv) {
     std::cerr << "impgate: " << error << "\n";
     return 1;
   }
-  if (!bridge.start(error)) {
-    std::cerr << "impgate: " << error << "\n";
+  if (auto started = bridge.start(); !started) {
+    std::cerr << "impgate: " << started.error().message << "\n";
     return 1;
   }
 
