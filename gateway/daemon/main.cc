@@ -117,15 +117,15 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (!configFile.empty()) {
-    if (auto err = gateway::applyConfigFile(configFile, config)) {
-      std::cerr << "impgate: " << *err << "\n";
+    if (auto applied = gateway::applyConfigFile(configFile, config); !applied) {
+      std::cerr << "impgate: " << applied.error().message << "\n";
       return 2;
     }
   }
   for (const auto& [name, value] : flags) {
     if (app.count("--" + name) == 0) continue;
-    if (auto err = gateway::applySetting(name, value, config)) {
-      std::cerr << "impgate: " << *err << "\n";
+    if (auto applied = gateway::applySetting(name, value, config); !applied) {
+      std::cerr << "impgate: " << applied.error().message << "\n";
       return 2;
     }
   }
@@ -138,8 +138,8 @@ int main(int argc, char** argv) {
   }
   log::setLevel(level);
   if (config.logRate) log::setRateLimit(*config.logRate);
-  if (auto err = gateway::validate(config)) {
-    std::cerr << "impgate: " << *err << "\n";
+  if (auto valid = gateway::validate(config); !valid) {
+    std::cerr << "impgate: " << valid.error().message << "\n";
     return 2;
   }
 
