@@ -150,10 +150,9 @@ int main(int argc, char** argv) {
   tlsOptions.clientCaFile =
       config.tlsClientCa.empty() ? home.caCert().string() : config.tlsClientCa;
   tlsOptions.allowTls12 = config.allowTls12;
-  std::string error;
-  auto tls = net::TlsContext::server(tlsOptions, error);
+  auto tls = net::TlsContext::server(tlsOptions);
   if (!tls) {
-    std::cerr << "impgate: " << error << "\n"
+    std::cerr << "impgate: " << tls.error().message << "\n"
               << "impgate: create the fleet CA and gateway credentials with `impctl ca init`\n";
     return 1;
   }
@@ -171,7 +170,7 @@ int main(int argc, char** argv) {
   net::EventLoop loop;
   metrics::Registry registry;
   gateway::GatewayStats stats(registry);
-  gateway::Gateway gw(loop, config, *tls, stats);
+  gateway::Gateway gw(loop, config, **tls, stats);
 
   bus::MqttBridgeOptions busOptions;
   busOptions.brokerUri = config.broker;
@@ -187,8 +186,8 @@ int main(int argc, char** argv) {
   bus::MqttBridge bridge(loop, busOptions, gw);
   gw.setBus(bridge);
 
-  if (!gw.start(error)) {
-    std::cerr << "impgate: " << error << "\n";
+  if (auto started = gw.start(); !started) {
+    std::cerr << "impgate: " << started.error().message << "\n";
     return 1;
   }
   if (auto started = bridge.start(); !started) {

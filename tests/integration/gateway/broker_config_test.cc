@@ -70,8 +70,7 @@ TEST_CASE("a config file sets the topic prefix, node name and limits") {
   REQUIRE(agent.connect());
   REQUIRE(agent.subscribe("acme/prod/dev/+/out/+"));
   auto dev = gw.connectDevice("conf-1");
-  std::string error;
-  auto status = dev->send("temp", "7", true, 5s, error);
+  auto status = dev->send("temp", "7", true, 5s);
   REQUIRE(status);
   CHECK(*status == protocol::AckStatus::kOk);
   REQUIRE(agent.waitForTopic("acme/prod/dev/conf-1/out/temp", 5s));
@@ -115,13 +114,13 @@ TEST_CASE("impgate reaches an ssl:// broker with a user name and password") {
   plain.enroll("tls-dev");
   auto config = plain.deviceConfig("tls-dev");
   config.options.gateway = gw.endpoint();
-  std::string error;
-  auto dev = device::BlockingDevice::create(config, error);
-  REQUIRE(dev);
-  REQUIRE(dev->connect(10s, error));
+  auto created = device::BlockingDevice::create(config);
+  REQUIRE(created);
+  auto dev = std::move(*created);
+  REQUIRE(dev->connect(10s));
   // ACK ok means the broker acknowledged the publish over TLS.
-  auto status = dev->send("temp", "9", true, 10s, error);
-  INFO(error << "\n" << gw.process().log());
+  auto status = dev->send("temp", "9", true, 10s);
+  INFO((status ? "" : status.error().message) << "\n" << gw.process().log());
   REQUIRE(status);
   CHECK(*status == protocol::AckStatus::kOk);
   CHECK(gw.metric("impgate_bus_connected") == 1);
@@ -160,12 +159,12 @@ TEST_CASE("with a wrong broker password the gateway reports the bus down and fai
   plain.enroll("nobus");
   auto config = plain.deviceConfig("nobus");
   config.options.gateway = gw.endpoint();
-  std::string error;
-  auto dev = device::BlockingDevice::create(config, error);
-  REQUIRE(dev);
-  REQUIRE(dev->connect(10s, error));
-  dev->send("a", "1", false, 1s, error);
-  auto status = dev->send("b", "2", true, 10s, error);
+  auto created = device::BlockingDevice::create(config);
+  REQUIRE(created);
+  auto dev = std::move(*created);
+  REQUIRE(dev->connect(10s));
+  (void)dev->send("a", "1", false, 1s);
+  auto status = dev->send("b", "2", true, 10s);
   REQUIRE(status);
   CHECK(*status == protocol::AckStatus::kFailed);
 }
