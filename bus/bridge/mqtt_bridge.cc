@@ -64,7 +64,7 @@ MqttBridge::~MqttBridge() {
   }
 }
 
-bool MqttBridge::start(std::string& error) {
+Status MqttBridge::start() {
   startedMs_ = wallMs();
   try {
     mqtt::create_options create(options_.mqttVersion == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
@@ -72,8 +72,8 @@ bool MqttBridge::start(std::string& error) {
     create.set_max_buffered_messages(options_.maxBuffered);
     client_ = std::make_unique<mqtt::async_client>(options_.brokerUri, options_.clientId, create);
   } catch (const mqtt::exception& e) {
-    error = "invalid broker '" + options_.brokerUri + "': " + e.what();
-    return false;
+    return Error{ErrorCode::kInvalidBroker,
+                 "invalid broker '" + options_.brokerUri + "': " + e.what()};
   }
   auto alive = alive_;
   client_->set_connected_handler([this, alive](const std::string&) {
@@ -101,7 +101,7 @@ bool MqttBridge::start(std::string& error) {
     });
   });
   connectNow();
-  return true;
+  return {};
 }
 
 void MqttBridge::connectNow() {

@@ -18,6 +18,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "bus/bridge/result.h"
 #include "bus/device_bus/device_bus.h"
 #include "bus/topics/topic_scheme.h"
 #include "gateway/base/net/event_loop.h"
@@ -44,9 +45,9 @@ class MqttBridge final : public DeviceBus, private mqtt::iaction_listener {
   MqttBridge(net::EventLoop& loop, MqttBridgeOptions options, DeviceBusListener& listener);
   ~MqttBridge() override;
 
-  // Creates the client and starts connecting (retrying until stop()). Returns false with
-  // `error` for configuration errors such as an invalid URI.
-  bool start(std::string& error);
+  // Creates the client and starts connecting (retrying until stop()). kInvalidBroker for
+  // configuration errors such as an invalid URI.
+  Status start();
   enum class StopOutcome {
     kClean,         // every publish acknowledged (offline states included), then DISCONNECT
     kWill,          // not all acknowledged in time: MQTT 5 DISCONNECT 0x04 made the broker

@@ -1,7 +1,8 @@
 // How modules report failure without exceptions: a fallible call returns a Status or a
 // Result<T> carrying an Error (a code to branch on, and a message fit to show an operator).
-// Each module instantiates these with its own error-code enum (see storage/result.h,
-// gateway/pki/result.h). Broken invariants (using a value that is not there) assert.
+// Each module instantiates these with its own error-code enum in its own result.h (e.g.
+// storage/result.h, gateway/base/net/result.h; docs/architecture.md, "Errors", lists them).
+// Broken invariants (using a value that is not there) assert.
 #pragma once
 
 #include <cassert>

@@ -66,20 +66,21 @@ uint64_t Gateway::nextEpochMs() {
   return lastEpochMs_;
 }
 
-bool Gateway::start(std::string& error) {
-  auto endpoint = net::parseEndpoint(config_.listen, error);
-  if (!endpoint) return false;
-  listenFd_ = net::listenOn(*endpoint, config_.reusePort, 4096, error);
-  if (listenFd_ < 0) return false;
+Status Gateway::start() {
+  auto endpoint = net::parseEndpoint(config_.listen);
+  if (!endpoint) return Error{ErrorCode::kListen, endpoint.error().message};
+  auto listening = net::listenOn(*endpoint, config_.reusePort, 4096);
+  if (!listening) return Error{ErrorCode::kListen, listening.error().message};
+  listenFd_ = *listening;
   port_ = net::boundPort(listenFd_);
   if (!loop_.watch(listenFd_, EPOLLIN, this)) {
-    error = std::string("cannot watch the listening socket: ") + std::strerror(errno);
-    return false;
+    return Error{ErrorCode::kListen,
+                 std::string("cannot watch the listening socket: ") + std::strerror(errno)};
   }
   sweepTimer_ = loop_.runEvery(std::chrono::seconds(1), [this] { sweep(); });
   log::info(kComp, "listening for devices",
             {{"listen", config_.listen}, {"port", port_}, {"node", config_.node}});
-  return true;
+  return {};
 }
 
 void Gateway::onIoEvents(uint32_t) {

@@ -31,8 +31,8 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener {
 
   // The bus must be set before start().
   void setBus(bus::DeviceBus& bus) { bus_ = &bus; }
-  // Binds the device listener; false with `error` when it cannot.
-  bool start(std::string& error);
+  // Binds the device listener; ErrorCode::kListen when it cannot.
+  Status start();
   // Says BYE (shutting_down) to every device and marks them offline. The caller stops the loop.
   void shutdown();
   uint16_t port() const { return port_; }

@@ -10,6 +10,10 @@
 namespace impgate::gateway {
 namespace {
 
+Error invalid(std::string message) {
+  return Error{ErrorCode::kInvalidSetting, std::move(message)};
+}
+
 std::string trim(const std::string& s) {
   auto b = s.find_first_not_of(" \t\r");
   if (b == std::string::npos) return {};
@@ -18,49 +22,47 @@ std::string trim(const std::string& s) {
 }
 
 template <typename N>
-std::optional<std::string> parseNumber(const std::string& key, const std::string& v, N& out) {
+Status parseNumber(const std::string& key, const std::string& v, N& out) {
   N value{};
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
   if (ec != std::errc() || p != v.data() + v.size()) {
-    return "setting '" + key + "' needs a number, got '" + v + "'";
+    return invalid("setting '" + key + "' needs a number, got '" + v + "'");
   }
   out = value;
-  return std::nullopt;
+  return {};
 }
 
-std::optional<std::string> parseBool(const std::string& key, const std::string& v, bool& out) {
+Status parseBool(const std::string& key, const std::string& v, bool& out) {
   if (v == "true" || v == "yes" || v == "on" || v == "1") {
     out = true;
   } else if (v == "false" || v == "no" || v == "off" || v == "0") {
     out = false;
   } else {
-    return "setting '" + key + "' needs true or false, got '" + v + "'";
+    return invalid("setting '" + key + "' needs true or false, got '" + v + "'");
   }
-  return std::nullopt;
+  return {};
 }
 
-std::optional<std::string> parseSeconds(const std::string& key, const std::string& v,
-                                        std::chrono::seconds& out) {
+Status parseSeconds(const std::string& key, const std::string& v, std::chrono::seconds& out) {
   long n = 0;
-  if (auto err = parseNumber(key, v, n)) return err;
-  if (n <= 0) return "setting '" + key + "' must be positive";
+  if (Status parsed = parseNumber(key, v, n); !parsed) return parsed;
+  if (n <= 0) return invalid("setting '" + key + "' must be positive");
   out = std::chrono::seconds(n);
-  return std::nullopt;
+  return {};
 }
 
 }  // namespace
 
-std::optional<std::string> applySetting(const std::string& rawKey, const std::string& v,
-                                        GatewayConfig& c) {
+Status applySetting(const std::string& rawKey, const std::string& v, GatewayConfig& c) {
   std::string key = rawKey;
   for (char& ch : key) {
     if (ch == '_') ch = '-';
   }
-  using Setter = std::function<std::optional<std::string>()>;
+  using Setter = std::function<Status()>;
   auto text = [&](std::string& field) -> Setter {
     return [&field, &v] {
       field = v;
-      return std::nullopt;
+      return Status();
     };
   };
   const std::map<std::string, Setter> setters = {
@@ -98,19 +100,19 @@ std::optional<std::string> applySetting(const std::string& rawKey, const std::st
       {"log-rate",
        [&] {
          uint32_t rate = 0;
-         auto err = parseNumber(key, v, rate);
-         if (!err) c.logRate = rate;
-         return err;
+         Status parsed = parseNumber(key, v, rate);
+         if (parsed) c.logRate = rate;
+         return parsed;
        }},
   };
   auto it = setters.find(key);
-  if (it == setters.end()) return "unknown setting '" + rawKey + "'";
+  if (it == setters.end()) return invalid("unknown setting '" + rawKey + "'");
   return it->second();
 }
 
-std::optional<std::string> applyConfigFile(const std::string& path, GatewayConfig& config) {
+Status applyConfigFile(const std::string& path, GatewayConfig& config) {
   std::ifstream in(path);
-  if (!in) return "cannot read config file " + path;
+  if (!in) return Error{ErrorCode::kIo, "cannot read config file " + path};
   std::string line;
   int number = 0;
   while (std::getline(in, line)) {
@@ -127,33 +129,35 @@ std::optional<std::string> applyConfigFile(const std::string& path, GatewayConfi
     if (line.empty()) continue;
     auto eq = line.find('=');
     if (eq == std::string::npos) {
-      return path + ":" + std::to_string(number) + ": expected 'key = value'";
+      return invalid(path + ":" + std::to_string(number) + ": expected 'key = value'");
     }
-    if (auto err = applySetting(trim(line.substr(0, eq)), trim(line.substr(eq + 1)), config)) {
-      return path + ":" + std::to_string(number) + ": " + *err;
+    Status applied = applySetting(trim(line.substr(0, eq)), trim(line.substr(eq + 1)), config);
+    if (!applied) {
+      return invalid(path + ":" + std::to_string(number) + ": " + applied.error().message);
     }
   }
-  return std::nullopt;
+  return {};
 }
 
-std::optional<std::string> validate(const GatewayConfig& c) {
+Status validate(const GatewayConfig& c) {
   if (!bus::TopicScheme::isValidPrefix(c.prefix)) {
-    return "invalid topic prefix '" + c.prefix + "' (levels of [A-Za-z0-9._-] separated by '/')";
+    return invalid("invalid topic prefix '" + c.prefix +
+                   "' (levels of [A-Za-z0-9._-] separated by '/')");
   }
   if (!isValidDeviceId(c.node)) {
-    return "invalid node name '" + c.node + "' (1-64 characters of [A-Za-z0-9._-])";
+    return invalid("invalid node name '" + c.node + "' (1-64 characters of [A-Za-z0-9._-])");
   }
   if (c.mqttVersion != 5 && c.mqttVersion != 3 && c.mqttVersion != 4) {
-    return "mqtt-version must be 5 or 3 (3.1.1)";
+    return invalid("mqtt-version must be 5 or 3 (3.1.1)");
   }
-  if (c.keepalive.count() > 65535) return "keepalive must be at most 65535 seconds";
-  if (c.mqttBuffer <= 0) return "mqtt-buffer must be positive";
-  if (c.maxConnections == 0) return "max-connections must be positive";
-  if (c.maxInflightPublishes == 0) return "max-inflight must be positive";
-  if (c.maxInflightPublishes > 4096) return "max-inflight must be at most 4096";
-  if (c.memoryLimit < 1024 * 1024) return "memory-limit must be at least 1048576 bytes";
-  if (c.flapMaxSessions == 0) return "flap-max-sessions must be positive";
-  return std::nullopt;
+  if (c.keepalive.count() > 65535) return invalid("keepalive must be at most 65535 seconds");
+  if (c.mqttBuffer <= 0) return invalid("mqtt-buffer must be positive");
+  if (c.maxConnections == 0) return invalid("max-connections must be positive");
+  if (c.maxInflightPublishes == 0) return invalid("max-inflight must be positive");
+  if (c.maxInflightPublishes > 4096) return invalid("max-inflight must be at most 4096");
+  if (c.memoryLimit < 1024 * 1024) return invalid("memory-limit must be at least 1048576 bytes");
+  if (c.flapMaxSessions == 0) return invalid("flap-max-sessions must be positive");
+  return {};
 }
 
 }  // namespace impgate::gateway

@@ -11,6 +11,8 @@
 #include <optional>
 #include <string>
 
+#include "gateway/daemon/result.h"
+
 namespace impgate::gateway {
 
 struct GatewayConfig {
@@ -61,12 +63,11 @@ struct GatewayConfig {
   std::optional<uint32_t> logRate;
 };
 
-// Applies `key = value` settings to `config`. Returns an error message naming the first bad
-// line or key, or nullopt.
-std::optional<std::string> applyConfigFile(const std::string& path, GatewayConfig& config);
-std::optional<std::string> applySetting(const std::string& key, const std::string& value,
-                                        GatewayConfig& config);
-// Checks cross-field rules (valid prefix, node name, versions); returns an error or nullopt.
-std::optional<std::string> validate(const GatewayConfig& config);
+// Applies `key = value` settings to `config`. The error names the first bad line or key
+// (kInvalidSetting), or the file that cannot be read (kIo).
+Status applyConfigFile(const std::string& path, GatewayConfig& config);
+Status applySetting(const std::string& key, const std::string& value, GatewayConfig& config);
+// Checks cross-field rules (valid prefix, node name, versions); kInvalidSetting when one fails.
+Status validate(const GatewayConfig& config);
 
 }  // namespace impgate::gateway

@@ -117,15 +117,15 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (!configFile.empty()) {
-    if (auto err = gateway::applyConfigFile(configFile, config)) {
-      std::cerr << "impgate: " << *err << "\n";
+    if (auto applied = gateway::applyConfigFile(configFile, config); !applied) {
+      std::cerr << "impgate: " << applied.error().message << "\n";
       return 2;
     }
   }
   for (const auto& [name, value] : flags) {
     if (app.count("--" + name) == 0) continue;
-    if (auto err = gateway::applySetting(name, value, config)) {
-      std::cerr << "impgate: " << *err << "\n";
+    if (auto applied = gateway::applySetting(name, value, config); !applied) {
+      std::cerr << "impgate: " << applied.error().message << "\n";
       return 2;
     }
   }
@@ -138,8 +138,8 @@ int main(int argc, char** argv) {
   }
   log::setLevel(level);
   if (config.logRate) log::setRateLimit(*config.logRate);
-  if (auto err = gateway::validate(config)) {
-    std::cerr << "impgate: " << *err << "\n";
+  if (auto valid = gateway::validate(config); !valid) {
+    std::cerr << "impgate: " << valid.error().message << "\n";
     return 2;
   }
 
@@ -150,10 +150,9 @@ int main(int argc, char** argv) {
   tlsOptions.clientCaFile =
       config.tlsClientCa.empty() ? home.caCert().string() : config.tlsClientCa;
   tlsOptions.allowTls12 = config.allowTls12;
-  std::string error;
-  auto tls = net::TlsContext::server(tlsOptions, error);
+  auto tls = net::TlsContext::server(tlsOptions);
   if (!tls) {
-    std::cerr << "impgate: " << error << "\n"
+    std::cerr << "impgate: " << tls.error().message << "\n"
               << "impgate: create the fleet CA and gateway credentials with `impctl ca init`\n";
     return 1;
   }
@@ -171,7 +170,7 @@ int main(int argc, char** argv) {
   net::EventLoop loop;
   metrics::Registry registry;
   gateway::GatewayStats stats(registry);
-  gateway::Gateway gw(loop, config, *tls, stats);
+  gateway::Gateway gw(loop, config, **tls, stats);
 
   bus::MqttBridgeOptions busOptions;
   busOptions.brokerUri = config.broker;
@@ -187,12 +186,12 @@ int main(int argc, char** argv) {
   bus::MqttBridge bridge(loop, busOptions, gw);
   gw.setBus(bridge);
 
-  if (!gw.start(error)) {
-    std::cerr << "impgate: " << error << "\n";
+  if (auto started = gw.start(); !started) {
+    std::cerr << "impgate: " << started.error().message << "\n";
     return 1;
   }
-  if (!bridge.start(error)) {
-    std::cerr << "impgate: " << error << "\n";
+  if (auto started = bridge.start(); !started) {
+    std::cerr << "impgate: " << started.error().message << "\n";
     return 1;
   }
 
@@ -210,8 +209,8 @@ int main(int argc, char** argv) {
     metricsOptions.host = config.metrics.substr(0, colon);
     metricsOptions.port = static_cast<uint16_t>(metricsPort);
     metricsServer = std::make_unique<metrics::MetricsServer>(registry, metricsOptions);
-    if (!metricsServer->start(&error)) {
-      std::cerr << "impgate: metrics: " << error << "\n";
+    if (auto started = metricsServer->start(); !started) {
+      std::cerr << "impgate: metrics: " << started.error().message << "\n";
       return 1;
     }
     log::info(kComp, "metrics endpoint", {{"address", config.metrics}});

@@ -4,19 +4,20 @@
 
 namespace impgate::device {
 
-std::unique_ptr<BlockingDevice> BlockingDevice::create(const BlockingDeviceConfig& config,
-                                                       std::string& error) {
+Result<std::unique_ptr<BlockingDevice>> BlockingDevice::create(const BlockingDeviceConfig& config) {
   // A reset connection must be an error value, not a SIGPIPE that ends the process.
   std::signal(SIGPIPE, SIG_IGN);
-  auto credentials = DeviceCredentials::load(config.certFile, config.keyFile, error);
-  if (!credentials) return nullptr;
+  auto loaded = DeviceCredentials::load(config.certFile, config.keyFile);
+  if (!loaded) return loaded.error();
+  std::shared_ptr<DeviceCredentials> credentials = std::move(*loaded);
   net::TlsClientOptions tlsOptions;
   tlsOptions.caFile = config.caFile;
   tlsOptions.allowTls12 = config.allowTls12;
   std::unique_ptr<BlockingDevice> d(new BlockingDevice());
   d->callTimeout_ = config.callTimeout;
-  d->tls_ = net::TlsContext::client(tlsOptions, error);
-  if (!d->tls_) return nullptr;
+  auto tls = net::TlsContext::client(tlsOptions);
+  if (!tls) return Error{ErrorCode::kTls, tls.error().message};
+  d->tls_ = std::move(*tls);
   BlockingDevice* self = d.get();
   DeviceClient::Handlers handlers;
   handlers.onOnline = [self](const protocol::Welcome&) {
@@ -105,26 +106,24 @@ bool BlockingDevice::call(const std::function<void()>& fn) {
   return true;
 }
 
-bool BlockingDevice::connect(std::chrono::milliseconds timeout, std::string& error) {
+Status BlockingDevice::connect(std::chrono::milliseconds timeout) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     offlineReason_.reset();
   }
   if (!call([this] { client_->connect(); })) {
-    error = "device thread busy";
-    return false;
+    return Error{ErrorCode::kBusy, "device thread busy"};
   }
   std::unique_lock<std::mutex> lock(mutex_);
   bool done = changed_.wait_for(lock, timeout, [this] { return online_ || offlineReason_; });
-  if (online_) return true;
-  error = done ? *offlineReason_ : "timed out waiting for WELCOME";
-  return false;
+  if (online_) return {};
+  if (done) return Error{ErrorCode::kOffline, *offlineReason_};
+  return Error{ErrorCode::kTimeout, "timed out waiting for WELCOME"};
 }
 
-std::optional<protocol::AckStatus> BlockingDevice::send(const std::string& event,
-                                                        const std::string& payload, bool ackWanted,
-                                                        std::chrono::milliseconds timeout,
-                                                        std::string& error) {
+Result<protocol::AckStatus> BlockingDevice::send(const std::string& event,
+                                                 const std::string& payload, bool ackWanted,
+                                                 std::chrono::milliseconds timeout) {
   uint32_t id = 0;
   SendError sent = SendError::kNotConnected;
   bool ran = call([&] {
@@ -132,14 +131,8 @@ std::optional<protocol::AckStatus> BlockingDevice::send(const std::string& event
         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
     sent = client_->send(event, bytes, ackWanted, &id);
   });
-  if (!ran) {
-    error = "device thread busy";
-    return std::nullopt;
-  }
-  if (sent != SendError::kNone) {
-    error = std::string(sendErrorName(sent));
-    return std::nullopt;
-  }
+  if (!ran) return Error{ErrorCode::kBusy, "device thread busy"};
+  if (sent != SendError::kNone) return Error{ErrorCode::kNotSent, std::string(sendErrorName(sent))};
   if (!ackWanted) return protocol::AckStatus::kOk;
   std::unique_lock<std::mutex> lock(mutex_);
   std::optional<protocol::AckStatus> status;
@@ -153,8 +146,9 @@ std::optional<protocol::AckStatus> BlockingDevice::send(const std::string& event
     }
     return !online_;
   });
-  if (!status) error = online_ ? "timed out waiting for ACK" : "disconnected before ACK";
-  return status;
+  if (status) return *status;
+  if (online_) return Error{ErrorCode::kTimeout, "timed out waiting for ACK"};
+  return Error{ErrorCode::kOffline, "disconnected before ACK"};
 }
 
 bool BlockingDevice::log(protocol::LogLevel level, const std::string& text) {

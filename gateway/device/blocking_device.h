@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "gateway/device/device_client.h"
+#include "gateway/device/result.h"
 
 namespace impgate::device {
 
@@ -41,19 +42,19 @@ class BlockingDevice {
  public:
   ~BlockingDevice();
 
-  // Loads credentials and starts the device thread; nullptr with `error` on bad credentials.
-  static std::unique_ptr<BlockingDevice> create(const BlockingDeviceConfig& config,
-                                                std::string& error);
+  // Loads credentials and starts the device thread; kCredentials on bad credentials, kTls
+  // when the TLS context cannot be made.
+  static Result<std::unique_ptr<BlockingDevice>> create(const BlockingDeviceConfig& config);
 
-  // Connects and waits for WELCOME. False with `error` (e.g. "tls: ...", "bye:...", or
-  // "device thread busy" when it could not even start within callTimeout).
-  bool connect(std::chrono::milliseconds timeout, std::string& error);
+  // Connects and waits for WELCOME. kOffline with the reason the link went down (e.g.
+  // "tls: ...", "bye:..."), kTimeout without WELCOME in time, or kBusy ("device thread busy")
+  // when it could not even start within callTimeout.
+  Status connect(std::chrono::milliseconds timeout);
   // Sends and, when `ackWanted`, waits for the gateway's ACK. Returns the ACK status (kOk when
-  // no ACK was wanted and the frame was written), or nullopt with `error` on timeout or when
-  // the link is down.
-  std::optional<protocol::AckStatus> send(const std::string& event, const std::string& payload,
-                                          bool ackWanted, std::chrono::milliseconds timeout,
-                                          std::string& error);
+  // no ACK was wanted and the frame was written); kNotSent when the client refused the frame,
+  // kTimeout without an ACK in time, kOffline when the link went down first, kBusy.
+  Result<protocol::AckStatus> send(const std::string& event, const std::string& payload,
+                                   bool ackWanted, std::chrono::milliseconds timeout);
   // False when the link is down or the device thread did not take the call in time.
   bool log(protocol::LogLevel level, const std::string& text);
   // False when the device thread did not take the bytes in time.

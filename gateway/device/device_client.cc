@@ -76,9 +76,21 @@ void DeviceClient::connect() {
 void DeviceClient::startConnect() {
   reconnectTimer_ = 0;
   std::string error;
-  if (!endpoint_) endpoint_ = net::parseEndpoint(options_.gateway, error);
+  if (!endpoint_) {
+    auto parsed = net::parseEndpoint(options_.gateway);
+    if (parsed) {
+      endpoint_ = *parsed;
+    } else {
+      error = parsed.error().message;
+    }
+  }
   if (endpoint_) {
-    fd_ = startTcpConnect(*endpoint_, options_.source, error);
+    auto fd = startTcpConnect(*endpoint_, options_.source);
+    if (fd) {
+      fd_ = *fd;
+    } else {
+      error = fd.error().message;
+    }
   }
   if (!endpoint_ || fd_ < 0) {
     state_ = State::kConnecting;
@@ -149,12 +161,12 @@ void DeviceClient::onIoEvents(uint32_t events) {
 }
 
 void DeviceClient::onConnected() {
-  std::string error;
-  transport_ = startTlsClient(fd_, tls_, options_.serverName, session_, *credentials_, error);
-  if (!transport_) {
-    drop(error, false);
+  auto transport = startTlsClient(fd_, tls_, options_.serverName, session_, *credentials_);
+  if (!transport) {
+    drop(transport.error().message, false);
     return;
   }
+  transport_ = std::move(*transport);
   state_ = State::kHandshake;
   driveHandshake();
 }

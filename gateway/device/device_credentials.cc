@@ -13,29 +13,27 @@ DeviceCredentials::~DeviceCredentials() {
   EVP_PKEY_free(key_);
 }
 
-std::shared_ptr<DeviceCredentials> DeviceCredentials::load(const std::string& certFile,
-                                                           const std::string& keyFile,
-                                                           std::string& error) {
+Result<std::shared_ptr<DeviceCredentials>> DeviceCredentials::load(const std::string& certFile,
+                                                                   const std::string& keyFile) {
   FILE* cf = std::fopen(certFile.c_str(), "r");
   if (!cf) {
-    error = "cannot read device certificate " + certFile;
-    return nullptr;
+    return Error{ErrorCode::kCredentials, "cannot read device certificate " + certFile};
   }
   X509* cert = PEM_read_X509(cf, nullptr, nullptr, nullptr);
   std::fclose(cf);
   FILE* kf = std::fopen(keyFile.c_str(), "r");
   if (!kf) {
     X509_free(cert);
-    error = "cannot read device key " + keyFile;
-    return nullptr;
+    return Error{ErrorCode::kCredentials, "cannot read device key " + keyFile};
   }
   EVP_PKEY* key = PEM_read_PrivateKey(kf, nullptr, nullptr, nullptr);
   std::fclose(kf);
   if (!cert || !key || X509_check_private_key(cert, key) != 1) {
     X509_free(cert);
     EVP_PKEY_free(key);
-    error = "device certificate and key are unreadable or do not match: " + net::takeOpenSslError();
-    return nullptr;
+    return Error{
+        ErrorCode::kCredentials,
+        "device certificate and key are unreadable or do not match: " + net::takeOpenSslError()};
   }
   return std::shared_ptr<DeviceCredentials>(new DeviceCredentials(cert, key));
 }

@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "gateway/device/result.h"
+
 namespace impgate::device {
 
 class DeviceCredentials {
@@ -16,9 +18,9 @@ class DeviceCredentials {
   DeviceCredentials(const DeviceCredentials&) = delete;
   DeviceCredentials& operator=(const DeviceCredentials&) = delete;
 
-  // Loads PEM files; nullptr with `error` when either is missing or they do not match.
-  static std::shared_ptr<DeviceCredentials> load(const std::string& certFile,
-                                                 const std::string& keyFile, std::string& error);
+  // Loads PEM files; ErrorCode::kCredentials when either is missing or they do not match.
+  static Result<std::shared_ptr<DeviceCredentials>> load(const std::string& certFile,
+                                                         const std::string& keyFile);
 
   X509* certificate() const { return cert_; }
   EVP_PKEY* key() const { return key_; }

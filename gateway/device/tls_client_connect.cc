@@ -6,24 +6,22 @@
 
 namespace impgate::device {
 
-int startTcpConnect(const net::Endpoint& to, const std::optional<net::Endpoint>& from,
-                    std::string& error) {
-  return net::connectNonBlocking(to, from ? &*from : nullptr, error);
+Result<int> startTcpConnect(const net::Endpoint& to, const std::optional<net::Endpoint>& from) {
+  auto fd = net::connectNonBlocking(to, from ? &*from : nullptr);
+  if (!fd) return Error{ErrorCode::kConnect, fd.error().message};
+  return *fd;
 }
 
-std::unique_ptr<net::TlsTransport> startTlsClient(int fd, const net::TlsContext& tls,
-                                                  const std::string& serverName,
-                                                  SSL_SESSION* session,
-                                                  const DeviceCredentials& credentials,
-                                                  std::string& error) {
+Result<std::unique_ptr<net::TlsTransport>> startTlsClient(int fd, const net::TlsContext& tls,
+                                                          const std::string& serverName,
+                                                          SSL_SESSION* session,
+                                                          const DeviceCredentials& credentials) {
   if (int err = net::socketError(fd); err != 0) {
-    error = std::string("connect: ") + std::strerror(err);
-    return nullptr;
+    return Error{ErrorCode::kConnect, std::string("connect: ") + std::strerror(err)};
   }
   auto transport = net::TlsTransport::connect(tls, fd, serverName, session);
   if (!transport || !transport->useCredentials(credentials.certificate(), credentials.key())) {
-    error = "cannot set up TLS: " + net::takeOpenSslError();
-    return nullptr;
+    return Error{ErrorCode::kTls, "cannot set up TLS: " + net::takeOpenSslError()};
   }
   return transport;
 }

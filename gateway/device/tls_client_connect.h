@@ -19,24 +19,23 @@
 #include "gateway/base/net/tls_transport.h"
 #include "gateway/base/net/transport.h"
 #include "gateway/device/device_credentials.h"
+#include "gateway/device/result.h"
 
 namespace impgate::device {
 
 // Step 1: starts connecting to `to`, from the local address `from` when given (load tests
 // spread devices over several source addresses). Wait for EPOLLOUT, then call startTlsClient.
-// -1 with `error` when the connect failed at once.
-int startTcpConnect(const net::Endpoint& to, const std::optional<net::Endpoint>& from,
-                    std::string& error);
+// The socket (the caller's), or ErrorCode::kConnect when the connect failed at once.
+Result<int> startTcpConnect(const net::Endpoint& to, const std::optional<net::Endpoint>& from);
 
 // Step 2, once the socket is writable: the connect's outcome, then a TLS client on `fd` that
 // presents the device's certificate, verifies the server as `serverName` and offers `session`
-// for resumption (may be null; not taken over). nullptr with `error` ("connect: ...",
-// "cannot set up TLS: ...").
-std::unique_ptr<net::TlsTransport> startTlsClient(int fd, const net::TlsContext& tls,
-                                                  const std::string& serverName,
-                                                  SSL_SESSION* session,
-                                                  const DeviceCredentials& credentials,
-                                                  std::string& error);
+// for resumption (may be null; not taken over). ErrorCode::kConnect ("connect: ...") or
+// kTls ("cannot set up TLS: ...") when it cannot.
+Result<std::unique_ptr<net::TlsTransport>> startTlsClient(int fd, const net::TlsContext& tls,
+                                                          const std::string& serverName,
+                                                          SSL_SESSION* session,
+                                                          const DeviceCredentials& credentials);
 
 // Step 3, now and whenever the socket is ready again: one turn of the handshake. `done` once it
 // has completed; else `error` ("tls: ...") when it failed, else `watch` is what to wait for

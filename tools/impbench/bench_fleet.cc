@@ -41,10 +41,13 @@ std::unique_ptr<BenchFleet> BenchFleet::create(const std::filesystem::path& root
       return nullptr;
     }
     auto credentials =
-        device::DeviceCredentials::load(issued->certPath.string(), issued->keyPath.string(), error);
-    if (!credentials) return nullptr;
+        device::DeviceCredentials::load(issued->certPath.string(), issued->keyPath.string());
+    if (!credentials) {
+      error = credentials.error().message;
+      return nullptr;
+    }
     fleet->ids_.push_back(std::move(id));
-    fleet->credentials_.push_back(std::move(credentials));
+    fleet->credentials_.push_back(std::move(*credentials));
     if ((i + 1) % kProgressEvery == 0) {
       progress("issued %zu/%zu device credentials", i + 1, devices);
     }

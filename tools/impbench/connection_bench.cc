@@ -61,7 +61,12 @@ void describeMachine(BenchReport& report) {
 std::unique_ptr<net::TlsContext> deviceTls(const BenchFleet& fleet, std::string& error) {
   net::TlsClientOptions options;
   options.caFile = fleet.home().caCert().string();
-  return net::TlsContext::client(options, error);
+  auto tls = net::TlsContext::client(options);
+  if (!tls) {
+    error = tls.error().message;
+    return nullptr;
+  }
+  return std::move(*tls);
 }
 
 // A private broker for one phase: its files in the run's dir, no client logging (the broker
@@ -129,9 +134,13 @@ void measureMosquitto(const ConnectionBenchOptions& options, const BenchFleet& f
     return;
   }
   out.version = broker->version();
-  auto endpoint = net::parseEndpoint("127.0.0.1:" + std::to_string(broker->port()), error);
+  auto endpoint = net::parseEndpoint("127.0.0.1:" + std::to_string(broker->port()));
+  if (!endpoint) {
+    out.error = endpoint.error().message;
+    return;
+  }
   auto tls = deviceTls(fleet, error);
-  if (!endpoint || !tls) {
+  if (!tls) {
     out.error = error;
     return;
   }
@@ -165,10 +174,9 @@ BenchReport runConnectionBench(const ConnectionBenchOptions& options) {
 
   std::vector<net::Endpoint> sources;
   for (const auto& s : options.sources) {
-    std::string error;
-    auto ep = net::parseEndpoint(s + ":0", error);
+    auto ep = net::parseEndpoint(s + ":0");
     if (!ep) {
-      report.error = "--sources: " + error;
+      report.error = "--sources: " + ep.error().message;
       return finish();
     }
     sources.push_back(*ep);

@@ -58,12 +58,12 @@ MqttTlsClient::~MqttTlsClient() {
 
 void MqttTlsClient::connect() {
   closeSocket();
-  std::string error;
-  fd_ = device::startTcpConnect(broker_, source_, error);
-  if (fd_ < 0) {
-    fail(error);
+  auto started = device::startTcpConnect(broker_, source_);
+  if (!started) {
+    fail(started.error().message);
     return;
   }
+  fd_ = *started;
   state_ = State::kConnecting;
   resumed_ = false;
   connackBytes_ = 0;
@@ -130,12 +130,12 @@ void MqttTlsClient::onIoEvents(uint32_t events) {
 
 void MqttTlsClient::onSocketConnected() {
   // The broker presents the gateway's certificate, issued for 127.0.0.1.
-  std::string error;
-  transport_ = device::startTlsClient(fd_, tls_, "127.0.0.1", session_, *credentials_, error);
-  if (!transport_) {
-    fail(error);
+  auto transport = device::startTlsClient(fd_, tls_, "127.0.0.1", session_, *credentials_);
+  if (!transport) {
+    fail(transport.error().message);
     return;
   }
+  transport_ = std::move(*transport);
   state_ = State::kHandshake;
   driveHandshake();
 }

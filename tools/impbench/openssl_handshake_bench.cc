@@ -145,14 +145,20 @@ void runOpensslHandshakeBench(const BenchFleet& fleet, std::size_t iterations,
   serverOptions.certFile = fleet.home().gatewayCert().string();
   serverOptions.keyFile = fleet.home().gatewayKey().string();
   serverOptions.clientCaFile = fleet.home().caCert().string();
-  auto server = net::TlsContext::server(serverOptions, error);
-  net::TlsClientOptions clientOptions;
-  clientOptions.caFile = fleet.home().caCert().string();
-  auto client = server ? net::TlsContext::client(clientOptions, error) : nullptr;
-  if (!server || !client) {
-    out.error = error;
+  auto serverMade = net::TlsContext::server(serverOptions);
+  if (!serverMade) {
+    out.error = serverMade.error().message;
     return;
   }
+  net::TlsClientOptions clientOptions;
+  clientOptions.caFile = fleet.home().caCert().string();
+  auto clientMade = net::TlsContext::client(clientOptions);
+  if (!clientMade) {
+    out.error = clientMade.error().message;
+    return;
+  }
+  auto server = std::move(*serverMade);
+  auto client = std::move(*clientMade);
 
   std::vector<SSL_SESSION*> sessions(iterations, nullptr);
   auto freeSessions = [&] {

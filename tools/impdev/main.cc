@@ -53,7 +53,12 @@ std::unique_ptr<device::BlockingDevice> makeDevice(const Common& c, bool reconne
   config.caFile = c.ca.empty() ? home.caCert().string() : c.ca;
   config.certFile = c.cert.empty() ? home.deviceCert(c.id).string() : c.cert;
   config.keyFile = c.key.empty() ? home.deviceKey(c.id).string() : c.key;
-  return device::BlockingDevice::create(config, error);
+  auto created = device::BlockingDevice::create(config);
+  if (!created) {
+    error = created.error().message;
+    return nullptr;
+  }
+  return std::move(*created);
 }
 
 int fail(const std::string& what) {
@@ -66,9 +71,11 @@ int runSend(const Common& c, const std::string& event, const std::string& payloa
   auto dev = makeDevice(c, false, error);
   if (!dev) return fail(error);
   auto timeout = std::chrono::seconds(c.timeoutSeconds);
-  if (!dev->connect(timeout, error)) return fail("cannot connect: " + error);
-  auto status = dev->send(event, payload, !noAck, timeout, error);
-  if (!status) return fail("not sent: " + error);
+  if (auto connected = dev->connect(timeout); !connected) {
+    return fail("cannot connect: " + connected.error().message);
+  }
+  auto status = dev->send(event, payload, !noAck, timeout);
+  if (!status) return fail("not sent: " + status.error().message);
   if (*status != protocol::AckStatus::kOk) {
     return fail("gateway answered " + std::string(protocol::ackStatusName(*status)));
   }
@@ -80,8 +87,8 @@ int runListen(const Common& c, long count) {
   std::string error;
   auto dev = makeDevice(c, true, error);
   if (!dev) return fail(error);
-  if (!dev->connect(std::chrono::seconds(c.timeoutSeconds), error)) {
-    return fail("cannot connect: " + error);
+  if (auto connected = dev->connect(std::chrono::seconds(c.timeoutSeconds)); !connected) {
+    return fail("cannot connect: " + connected.error().message);
   }
   std::fprintf(stderr, "impdev: %s online, listening\n", c.id.c_str());
   long seen = 0;
@@ -108,8 +115,8 @@ int runLog(const Common& c, const std::string& level, const std::string& text) {
   std::string error;
   auto dev = makeDevice(c, false, error);
   if (!dev) return fail(error);
-  if (!dev->connect(std::chrono::seconds(c.timeoutSeconds), error)) {
-    return fail("cannot connect: " + error);
+  if (auto connected = dev->connect(std::chrono::seconds(c.timeoutSeconds)); !connected) {
+    return fail("cannot connect: " + connected.error().message);
   }
   if (!dev->log(l, text)) return fail("log not sent");
   // A PING round trip would prove delivery; a clean BYE after the LOG keeps ordering.
@@ -122,8 +129,8 @@ int runDemo(const Common& c, int every) {
   std::string error;
   auto dev = makeDevice(c, true, error);
   if (!dev) return fail(error);
-  if (!dev->connect(std::chrono::seconds(c.timeoutSeconds), error)) {
-    return fail("cannot connect: " + error);
+  if (auto connected = dev->connect(std::chrono::seconds(c.timeoutSeconds)); !connected) {
+    return fail("cannot connect: " + connected.error().message);
   }
   std::fprintf(stderr, "impdev: %s online; sending a reading every %d s\n", c.id.c_str(), every);
   auto next = std::chrono::steady_clock::now();
@@ -132,12 +139,13 @@ int runDemo(const Common& c, int every) {
     if (std::chrono::steady_clock::now() >= next) {
       next += std::chrono::seconds(every);
       nlohmann::json reading = {{"n", ++n}, {"temp", 20.0 + static_cast<double>(n % 7) / 2}};
-      auto status = dev->send("reading", reading.dump(), true, 5s, error);
+      auto status = dev->send("reading", reading.dump(), true, 5s);
       if (status && *status == protocol::AckStatus::kOk) {
         std::printf("device -> agent  reading %s (acknowledged)\n", reading.dump().c_str());
       } else {
         std::printf("device -> agent  reading %s NOT acknowledged: %s\n", reading.dump().c_str(),
-                    status ? std::string(protocol::ackStatusName(*status)).c_str() : error.c_str());
+                    status ? std::string(protocol::ackStatusName(*status)).c_str()
+                           : status.error().message.c_str());
       }
       std::fflush(stdout);
     }

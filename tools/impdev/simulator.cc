@@ -13,13 +13,19 @@ bool runSimulation(const SimulationOptions& options, SimulationResult& result, s
   Home home = Home::resolve(options.home);
   net::TlsClientOptions tlsOptions;
   tlsOptions.caFile = home.caCert().string();
-  auto tls = net::TlsContext::client(tlsOptions, error);
-  if (!tls) return false;
+  auto tls = net::TlsContext::client(tlsOptions);
+  if (!tls) {
+    error = tls.error().message;
+    return false;
+  }
 
   std::vector<net::Endpoint> sources;
   for (const auto& s : options.sources) {
-    auto ep = net::parseEndpoint(s + ":0", error);
-    if (!ep) return false;
+    auto ep = net::parseEndpoint(s + ":0");
+    if (!ep) {
+      error = ep.error().message;
+      return false;
+    }
     sources.push_back(*ep);
   }
 
@@ -35,10 +41,11 @@ bool runSimulation(const SimulationOptions& options, SimulationResult& result, s
 
   for (std::size_t i = 0; i < options.ids.size(); ++i) {
     const std::string& id = options.ids[i];
-    auto credentials = device::DeviceCredentials::load(home.deviceCert(id).string(),
-                                                       home.deviceKey(id).string(), error);
+    auto credentials =
+        device::DeviceCredentials::load(home.deviceCert(id).string(), home.deviceKey(id).string());
     if (!credentials) {
-      error = "device " + id + ": " + error + " (enrol it with impctl device enroll)";
+      error = "device " + id + ": " + credentials.error().message +
+              " (enrol it with impctl device enroll)";
       return false;
     }
     device::DeviceOptions o;
@@ -70,7 +77,7 @@ bool runSimulation(const SimulationOptions& options, SimulationResult& result, s
     h.onAck = [&result](uint32_t, protocol::AckStatus status) {
       if (status == protocol::AckStatus::kOk) ++result.acked;
     };
-    clients.push_back(std::make_unique<device::DeviceClient>(loop, *tls, std::move(credentials),
+    clients.push_back(std::make_unique<device::DeviceClient>(loop, **tls, std::move(*credentials),
                                                              std::move(o), std::move(h)));
   }
   // Paced connection ramp: a fleet arriving at once is the stampede we want to avoid.

@@ -81,16 +81,18 @@ MetricsServer::~MetricsServer() {
   stop();
 }
 
-bool MetricsServer::start(std::string* error) {
-  auto fail = [&](std::string why) {
+Status MetricsServer::start() {
+  if (thread_.joinable()) {
+    log::error(kComp, "cannot start metrics server", {{"reason", "already started"}});
+    return Error{ErrorCode::kAlreadyStarted, "already started"};
+  }
+  auto fail = [&](ErrorCode code, std::string why) -> Status {
     if (listenFd_ >= 0) ::close(listenFd_);
     if (wakeFd_ >= 0) ::close(wakeFd_);
     listenFd_ = wakeFd_ = -1;
     log::error(kComp, "cannot start metrics server", {{"reason", why}});
-    if (error) *error = std::move(why);
-    return false;
+    return Error{code, std::move(why)};
   };
-  if (thread_.joinable()) return fail("already started");
 
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -100,7 +102,8 @@ bool MetricsServer::start(std::string* error) {
   std::string service = std::to_string(opts_.port);
   int gai = ::getaddrinfo(opts_.host.empty() ? nullptr : opts_.host.c_str(), service.c_str(),
                           &hints, &res);
-  if (gai != 0) return fail("resolve '" + opts_.host + "': " + ::gai_strerror(gai));
+  if (gai != 0)
+    return fail(ErrorCode::kResolve, "resolve '" + opts_.host + "': " + ::gai_strerror(gai));
   std::string lastError = "no address";
   for (addrinfo* ai = res; ai && listenFd_ < 0; ai = ai->ai_next) {
     int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -118,22 +121,22 @@ bool MetricsServer::start(std::string* error) {
     listenFd_ = fd;
   }
   ::freeaddrinfo(res);
-  if (listenFd_ < 0) return fail(lastError);
+  if (listenFd_ < 0) return fail(ErrorCode::kSocket, lastError);
 
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   if (::getsockname(listenFd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    return fail(errnoText("getsockname"));
+    return fail(ErrorCode::kSocket, errnoText("getsockname"));
   }
   port_ = addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
                                      : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
 
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wakeFd_ < 0) return fail(errnoText("eventfd"));
+  if (wakeFd_ < 0) return fail(ErrorCode::kSocket, errnoText("eventfd"));
   stopping_ = false;
   thread_ = std::thread([this] { run(); });
   log::info(kComp, "metrics server listening", {{"host", opts_.host}, {"port", port_}});
-  return true;
+  return {};
 }
 
 void MetricsServer::stop() {

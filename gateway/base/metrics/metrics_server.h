@@ -19,6 +19,8 @@
 #include <string>
 #include <thread>
 
+#include "gateway/base/metrics/result.h"
+
 #include "gateway/base/metrics/registry.h"
 
 namespace impgate::metrics {
@@ -39,9 +41,9 @@ class MetricsServer {
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
-  // Binds, listens and starts the serving thread. On failure returns false and, if `error` is
-  // given, says why (bad address, port in use).
-  bool start(std::string* error = nullptr);
+  // Binds, listens and starts the serving thread. On failure says why (bad address, port in
+  // use) and logs it.
+  Status start();
   // The bound port once start() has succeeded (the real one when Options::port was 0).
   uint16_t port() const { return port_; }
   // Stops the thread and closes every socket; returns promptly even with clients connected.

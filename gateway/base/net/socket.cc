@@ -26,30 +26,29 @@ std::string Endpoint::text() const {
   return "[" + std::string(host) + "]:" + std::to_string(port);
 }
 
-std::optional<Endpoint> parseEndpoint(std::string_view hostPort, std::string& error) {
+Result<Endpoint> parseEndpoint(std::string_view hostPort) {
   std::string_view host, port;
   if (!hostPort.empty() && hostPort.front() == '[') {
     auto close = hostPort.find(']');
     if (close == std::string_view::npos || close + 1 >= hostPort.size() ||
         hostPort[close + 1] != ':') {
-      error = "expected [v6-address]:port, got '" + std::string(hostPort) + "'";
-      return std::nullopt;
+      return Error{ErrorCode::kInvalidAddress,
+                   "expected [v6-address]:port, got '" + std::string(hostPort) + "'"};
     }
     host = hostPort.substr(1, close - 1);
     port = hostPort.substr(close + 2);
   } else {
     auto colon = hostPort.rfind(':');
     if (colon == std::string_view::npos) {
-      error = "expected host:port, got '" + std::string(hostPort) + "'";
-      return std::nullopt;
+      return Error{ErrorCode::kInvalidAddress,
+                   "expected host:port, got '" + std::string(hostPort) + "'"};
     }
     host = hostPort.substr(0, colon);
     port = hostPort.substr(colon + 1);
   }
   if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != port.npos ||
       std::stoul(std::string(port)) > 65535) {
-    error = "invalid port in '" + std::string(hostPort) + "'";
-    return std::nullopt;
+    return Error{ErrorCode::kInvalidAddress, "invalid port in '" + std::string(hostPort) + "'"};
   }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -59,8 +58,7 @@ std::optional<Endpoint> parseEndpoint(std::string_view hostPort, std::string& er
   std::string hostText = host.empty() ? "0.0.0.0" : std::string(host);
   int rc = getaddrinfo(hostText.c_str(), std::string(port).c_str(), &hints, &result);
   if (rc != 0 || !result) {
-    error = "cannot resolve '" + hostText + "': " + gai_strerror(rc);
-    return std::nullopt;
+    return Error{ErrorCode::kResolve, "cannot resolve '" + hostText + "': " + gai_strerror(rc)};
   }
   Endpoint ep;
   std::memcpy(&ep.addr, result->ai_addr, result->ai_addrlen);
@@ -69,20 +67,20 @@ std::optional<Endpoint> parseEndpoint(std::string_view hostPort, std::string& er
   return ep;
 }
 
-int listenOn(const Endpoint& endpoint, bool reusePort, int backlog, std::string& error) {
+Result<int> listenOn(const Endpoint& endpoint, bool reusePort, int backlog) {
   int fd = ::socket(endpoint.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    error = std::string("socket: ") + std::strerror(errno);
-    return -1;
+    return Error{ErrorCode::kSocket, std::string("socket: ") + std::strerror(errno)};
   }
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (reusePort) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&endpoint.addr), endpoint.length) != 0 ||
       ::listen(fd, backlog) != 0) {
-    error = "cannot listen on " + endpoint.text() + ": " + std::strerror(errno);
+    Error error{ErrorCode::kSocket,
+                "cannot listen on " + endpoint.text() + ": " + std::strerror(errno)};
     ::close(fd);
-    return -1;
+    return error;
   }
   return fd;
 }
@@ -95,11 +93,10 @@ uint16_t boundPort(int fd) {
   return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
 }
 
-int connectNonBlocking(const Endpoint& endpoint, const Endpoint* source, std::string& error) {
+Result<int> connectNonBlocking(const Endpoint& endpoint, const Endpoint* source) {
   int fd = ::socket(endpoint.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    error = std::string("socket: ") + std::strerror(errno);
-    return -1;
+    return Error{ErrorCode::kSocket, std::string("socket: ") + std::strerror(errno)};
   }
   if (source) {
     int one = 1;
@@ -107,17 +104,19 @@ int connectNonBlocking(const Endpoint& endpoint, const Endpoint* source, std::st
     // destinations without exhausting ephemeral ports at bind().
     ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     if (::bind(fd, reinterpret_cast<const sockaddr*>(&source->addr), source->length) != 0) {
-      error = "cannot bind source " + source->text() + ": " + std::strerror(errno);
+      Error error{ErrorCode::kSocket,
+                  "cannot bind source " + source->text() + ": " + std::strerror(errno)};
       ::close(fd);
-      return -1;
+      return error;
     }
   }
   setNoDelay(fd);
   int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&endpoint.addr), endpoint.length);
   if (rc != 0 && errno != EINPROGRESS) {
-    error = "cannot connect to " + endpoint.text() + ": " + std::strerror(errno);
+    Error error{ErrorCode::kSocket,
+                "cannot connect to " + endpoint.text() + ": " + std::strerror(errno)};
     ::close(fd);
-    return -1;
+    return error;
   }
   return fd;
 }

@@ -5,9 +5,10 @@
 #include <sys/socket.h>
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
+
+#include "gateway/base/net/result.h"
 
 namespace impgate::net {
 
@@ -17,17 +18,18 @@ struct Endpoint {
   socklen_t length = 0;
   std::string text() const;
 };
-std::optional<Endpoint> parseEndpoint(std::string_view hostPort, std::string& error);
+Result<Endpoint> parseEndpoint(std::string_view hostPort);
 
 // A non-blocking listening socket with SO_REUSEADDR (and SO_REUSEPORT when asked, so several
-// gateway processes can share one port). Returns -1 and sets `error` on failure.
-int listenOn(const Endpoint& endpoint, bool reusePort, int backlog, std::string& error);
+// gateway processes can share one port). Returns the socket, owned by the caller.
+Result<int> listenOn(const Endpoint& endpoint, bool reusePort, int backlog);
 // The port a bound socket actually got (for port 0).
 uint16_t boundPort(int fd);
 
-// Starts a non-blocking connect; -1 with `error` on immediate failure. `source` (optional)
-// binds a local address first, to spread load tests over 127.0.0.x.
-int connectNonBlocking(const Endpoint& endpoint, const Endpoint* source, std::string& error);
+// Starts a non-blocking connect; an error on immediate failure, else the socket (owned by the
+// caller). `source` (optional) binds a local address first, to spread load tests over
+// 127.0.0.x.
+Result<int> connectNonBlocking(const Endpoint& endpoint, const Endpoint* source);
 
 // TCP_NODELAY: without it every handshake waits ~40 ms on a delayed ACK.
 void setNoDelay(int fd);

@@ -22,18 +22,15 @@ void applyCommon(SSL_CTX* ctx, bool allowTls12) {
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 }
 
-bool loadKeyPair(SSL_CTX* ctx, const std::string& cert, const std::string& key,
-                 std::string& error) {
+Status loadKeyPair(SSL_CTX* ctx, const std::string& cert, const std::string& key) {
   if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
-    error = "cannot load certificate " + cert + ": " + takeOpenSslError();
-    return false;
+    return Error{ErrorCode::kTls, "cannot load certificate " + cert + ": " + takeOpenSslError()};
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(ctx) != 1) {
-    error = "cannot load private key " + key + ": " + takeOpenSslError();
-    return false;
+    return Error{ErrorCode::kTls, "cannot load private key " + key + ": " + takeOpenSslError()};
   }
-  return true;
+  return {};
 }
 
 // Seconds from now until `t`; false when `t` cannot be read.
@@ -130,22 +127,22 @@ TlsContext::~TlsContext() {
   SSL_CTX_free(ctx_);
 }
 
-std::unique_ptr<TlsContext> TlsContext::server(const TlsServerOptions& options,
-                                               std::string& error) {
+Result<std::unique_ptr<TlsContext>> TlsContext::server(const TlsServerOptions& options) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) {
-    error = "cannot create TLS context: " + takeOpenSslError();
-    return nullptr;
+    return Error{ErrorCode::kTls, "cannot create TLS context: " + takeOpenSslError()};
   }
   std::unique_ptr<TlsContext> owner(new TlsContext(ctx));
   SSL_CTX_set_app_data(ctx, owner.get());
   applyCommon(ctx, options.allowTls12);
-  if (!loadKeyPair(ctx, options.certFile, options.keyFile, error)) return nullptr;
+  if (Status loaded = loadKeyPair(ctx, options.certFile, options.keyFile); !loaded) {
+    return loaded.error();
+  }
 
   // Mutual TLS: every device presents a certificate issued by the fleet CA.
   if (SSL_CTX_load_verify_locations(ctx, options.clientCaFile.c_str(), nullptr) != 1) {
-    error = "cannot load fleet CA " + options.clientCaFile + ": " + takeOpenSslError();
-    return nullptr;
+    return Error{ErrorCode::kTls,
+                 "cannot load fleet CA " + options.clientCaFile + ": " + takeOpenSslError()};
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   SSL_CTX_set_verify_depth(ctx, 4);
@@ -166,23 +163,22 @@ std::unique_ptr<TlsContext> TlsContext::server(const TlsServerOptions& options,
   return owner;
 }
 
-std::unique_ptr<TlsContext> TlsContext::client(const TlsClientOptions& options,
-                                               std::string& error) {
+Result<std::unique_ptr<TlsContext>> TlsContext::client(const TlsClientOptions& options) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   if (!ctx) {
-    error = "cannot create TLS context: " + takeOpenSslError();
-    return nullptr;
+    return Error{ErrorCode::kTls, "cannot create TLS context: " + takeOpenSslError()};
   }
   std::unique_ptr<TlsContext> owner(new TlsContext(ctx));
   SSL_CTX_set_app_data(ctx, owner.get());
   applyCommon(ctx, options.allowTls12);
   if (SSL_CTX_load_verify_locations(ctx, options.caFile.c_str(), nullptr) != 1) {
-    error = "cannot load CA " + options.caFile + ": " + takeOpenSslError();
-    return nullptr;
+    return Error{ErrorCode::kTls, "cannot load CA " + options.caFile + ": " + takeOpenSslError()};
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  if (!options.certFile.empty() && !loadKeyPair(ctx, options.certFile, options.keyFile, error)) {
-    return nullptr;
+  if (!options.certFile.empty()) {
+    if (Status loaded = loadKeyPair(ctx, options.certFile, options.keyFile); !loaded) {
+      return loaded.error();
+    }
   }
   // Sessions are kept by the caller (TlsTransport::takeSession), not in a context cache.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);

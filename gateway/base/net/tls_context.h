@@ -1,7 +1,8 @@
 // TLS configuration shared by many connections: one SSL_CTX for the gateway's listener
 // (server, mutual TLS) or for devices (client).
 //
-// Built once at start-up; creation failures are returned as an error string, never thrown.
+// Built once at start-up; creation failures are returned as an Error (net/result.h), never
+// thrown.
 #pragma once
 
 #include <openssl/ssl.h>
@@ -10,6 +11,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include "gateway/base/net/result.h"
 
 namespace impgate::net {
 
@@ -39,9 +42,9 @@ class TlsContext {
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
 
-  // On failure returns nullptr and sets `error`.
-  static std::unique_ptr<TlsContext> server(const TlsServerOptions& options, std::string& error);
-  static std::unique_ptr<TlsContext> client(const TlsClientOptions& options, std::string& error);
+  // ErrorCode::kTls when OpenSSL refuses the context or one of the files.
+  static Result<std::unique_ptr<TlsContext>> server(const TlsServerOptions& options);
+  static Result<std::unique_ptr<TlsContext>> client(const TlsClientOptions& options);
 
   SSL_CTX* get() const { return ctx_; }
 

@@ -1,8 +1,14 @@
 // impgate configured the way production deployments do it: a config file, a custom topic
 // prefix, and a broker reached over TLS with a user name and password.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <fstream>
 
+#include "gateway/base/pki/fleet_ca.h"
 #include "tests/integration/gateway/gateway_fixture.h"
 #include "tests/support/testbed.h"
 #include "tests/support/wait_until.h"
@@ -70,8 +76,7 @@ TEST_CASE("a config file sets the topic prefix, node name and limits") {
   REQUIRE(agent.connect());
   REQUIRE(agent.subscribe("acme/prod/dev/+/out/+"));
   auto dev = gw.connectDevice("conf-1");
-  std::string error;
-  auto status = dev->send("temp", "7", true, 5s, error);
+  auto status = dev->send("temp", "7", true, 5s);
   REQUIRE(status);
   CHECK(*status == protocol::AckStatus::kOk);
   REQUIRE(agent.waitForTopic("acme/prod/dev/conf-1/out/temp", 5s));
@@ -92,6 +97,47 @@ TEST_CASE("a bad config file stops impgate with a message naming the line") {
   CHECK(WEXITSTATUS(*p.exitStatus()) == 2);
   CHECK(p.log().find("bad.conf:2") != std::string::npos);
   CHECK(p.log().find("keepalive") != std::string::npos);
+}
+
+// Start-up errors come back as values through several modules (net, daemon, bridge, metrics);
+// the operator still sees the same message and exit code.
+TEST_CASE("start-up failures stop impgate with exit 1 and the module's message") {
+  TempDir dir("impgate-startup");
+  Home home(dir / "home");
+  auto ca = pki::FleetCa::init(home, pki::InitOptions{});
+  REQUIRE(ca);
+  auto run = [&](const std::vector<std::string>& extra, const std::string& name) {
+    std::vector<std::string> args = {IMPGATE_BINARY, "--home", home.root().string(), "--node",
+                                     "startup"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto p = std::make_unique<ChildProcess>();
+    p->start(args, dir / (name + ".log"));
+    REQUIRE(waitUntil([&] { return p->exited(); }, 10s));
+    REQUIRE(p->exitStatus());
+    CHECK(WEXITSTATUS(*p->exitStatus()) == 1);
+    return p->log();
+  };
+  CHECK_THAT(run({"--listen", "nonsense", "--metrics", "off"}, "listen"),
+             Catch::Contains("impgate: expected host:port, got 'nonsense'"));
+  CHECK_THAT(
+      run({"--listen", "127.0.0.1:0", "--metrics", "off", "--broker", "bogus://x:1"}, "broker"),
+      Catch::Contains("impgate: invalid broker 'bogus://x:1'"));
+  // A metrics port another socket holds.
+  int taken = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(taken >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(::bind(taken, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(taken, 1) == 0);
+  REQUIRE(::getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  std::string metrics = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  CHECK_THAT(run({"--listen", "127.0.0.1:0", "--metrics", metrics}, "metrics"),
+             Catch::Contains("impgate: metrics: bind " + metrics));
+  ::close(taken);
+  CHECK_THAT(run({"--tls-cert", (dir / "missing.crt").string(), "--metrics", "off"}, "tls"),
+             Catch::Contains("impgate: cannot load certificate " + (dir / "missing.crt").string()));
 }
 
 TEST_CASE("impgate reaches an ssl:// broker with a user name and password") {
@@ -115,13 +161,13 @@ TEST_CASE("impgate reaches an ssl:// broker with a user name and password") {
   plain.enroll("tls-dev");
   auto config = plain.deviceConfig("tls-dev");
   config.options.gateway = gw.endpoint();
-  std::string error;
-  auto dev = device::BlockingDevice::create(config, error);
-  REQUIRE(dev);
-  REQUIRE(dev->connect(10s, error));
+  auto created = device::BlockingDevice::create(config);
+  REQUIRE(created);
+  auto dev = std::move(*created);
+  REQUIRE(dev->connect(10s));
   // ACK ok means the broker acknowledged the publish over TLS.
-  auto status = dev->send("temp", "9", true, 10s, error);
-  INFO(error << "\n" << gw.process().log());
+  auto status = dev->send("temp", "9", true, 10s);
+  INFO((status ? "" : status.error().message) << "\n" << gw.process().log());
   REQUIRE(status);
   CHECK(*status == protocol::AckStatus::kOk);
   CHECK(gw.metric("impgate_bus_connected") == 1);
@@ -160,12 +206,12 @@ TEST_CASE("with a wrong broker password the gateway reports the bus down and fai
   plain.enroll("nobus");
   auto config = plain.deviceConfig("nobus");
   config.options.gateway = gw.endpoint();
-  std::string error;
-  auto dev = device::BlockingDevice::create(config, error);
-  REQUIRE(dev);
-  REQUIRE(dev->connect(10s, error));
-  dev->send("a", "1", false, 1s, error);
-  auto status = dev->send("b", "2", true, 10s, error);
+  auto created = device::BlockingDevice::create(config);
+  REQUIRE(created);
+  auto dev = std::move(*created);
+  REQUIRE(dev->connect(10s));
+  (void)dev->send("a", "1", false, 1s);
+  auto status = dev->send("b", "2", true, 10s);
   REQUIRE(status);
   CHECK(*status == protocol::AckStatus::kFailed);
 }

@@ -220,9 +220,8 @@ TEST_CASE("a clean stop with a stalled broker leaves the node offline through th
   double framesBefore = gw.metric("impgate_frames_in_total");
 
   relay.stall(true);
-  std::string error;
   for (int i = 0; i < backlog; ++i) {
-    REQUIRE(dev->send("fill", std::to_string(i), false, 5s, error));
+    REQUIRE(dev->send("fill", std::to_string(i), false, 5s));
   }
   REQUIRE(waitUntil([&] { return gw.metric("impgate_frames_in_total") >= framesBefore + backlog; },
                     20s));

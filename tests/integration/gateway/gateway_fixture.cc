@@ -136,11 +136,12 @@ device::BlockingDeviceConfig GatewayFixture::deviceConfig(const std::string& id)
 }
 
 std::unique_ptr<device::BlockingDevice> GatewayFixture::connectDevice(const std::string& id) {
-  std::string error;
-  auto dev = device::BlockingDevice::create(deviceConfig(id), error);
-  if (!dev) FAIL("device " << id << ": " << error);
-  if (!dev->connect(std::chrono::seconds(10), error)) {
-    FAIL("device " << id << " cannot connect: " << error << "\n" << gateway_.log());
+  auto created = device::BlockingDevice::create(deviceConfig(id));
+  if (!created) FAIL("device " << id << ": " << created.error().message);
+  auto dev = std::move(*created);
+  if (auto connected = dev->connect(std::chrono::seconds(10)); !connected) {
+    FAIL("device " << id << " cannot connect: " << connected.error().message << "\n"
+                   << gateway_.log());
   }
   return dev;
 }

@@ -10,8 +10,7 @@ void requireWitnessWorks(GatewayFixture& gw, device::BlockingDevice& witness) {
   MqttProbe agent(gw.broker().uri());
   REQUIRE(agent.connect());
   REQUIRE(agent.subscribe("imp/dev/witness/out/+"));
-  std::string error;
-  auto status = witness.send("still", "alive", true, 5s, error);
+  auto status = witness.send("still", "alive", true, 5s);
   REQUIRE(status);
   CHECK(*status == protocol::AckStatus::kOk);
   REQUIRE(agent.waitForTopic("imp/dev/witness/out/still", 5s));

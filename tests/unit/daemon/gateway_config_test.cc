@@ -83,9 +83,10 @@ TEST_CASE("every setting applies with its dash or its underscore spelling") {
   for (const auto& s : everySetting()) {
     for (const std::string& key : {std::string(s.key), underscored(s.key)}) {
       GatewayConfig c;
-      auto error = applySetting(key, s.value, c);
-      INFO(key << " = " << s.value << " -> " << error.value_or("ok"));
-      CHECK_FALSE(error);
+      auto status = applySetting(key, s.value, c);
+      INFO(key << " = " << s.value << " -> "
+               << (status ? std::string("ok") : status.error().message));
+      CHECK(status);
       CHECK(s.applied(c));
     }
   }
@@ -94,34 +95,35 @@ TEST_CASE("every setting applies with its dash or its underscore spelling") {
 TEST_CASE("booleans take true/yes/on/1 and false/no/off/0") {
   for (const char* yes : {"true", "yes", "on", "1"}) {
     GatewayConfig c;
-    CHECK_FALSE(applySetting("reuse-port", yes, c));
+    CHECK(applySetting("reuse-port", yes, c));
     CHECK(c.reusePort);
   }
   for (const char* no : {"false", "no", "off", "0"}) {
     GatewayConfig c;
     c.allowTls12 = true;
-    CHECK_FALSE(applySetting("allow-tls12", no, c));
+    CHECK(applySetting("allow-tls12", no, c));
     CHECK_FALSE(c.allowTls12);
   }
 }
 
 TEST_CASE("a value that is not a boolean is refused, naming the setting and the value") {
   GatewayConfig c;
-  auto error = applySetting("allow_tls12", "maybe", c);
-  REQUIRE(error);
-  CHECK_THAT(*error, Catch::Contains("allow-tls12") && Catch::Contains("'maybe'") &&
-                         Catch::Contains("true or false"));
+  auto status = applySetting("allow_tls12", "maybe", c);
+  REQUIRE_FALSE(status);
+  CHECK_THAT(status.error().message, Catch::Contains("allow-tls12") && Catch::Contains("'maybe'") &&
+                                         Catch::Contains("true or false"));
   CHECK_FALSE(c.allowTls12);
 }
 
 TEST_CASE("a value that is not a number is refused, naming the setting and the value") {
   for (const char* bad : {"lots", "12abc", "", " 12", "1.5", "-3", "99999999999999999999999"}) {
     GatewayConfig c;
-    auto error = applySetting("max-inflight", bad, c);
+    auto status = applySetting("max-inflight", bad, c);
     INFO("value '" << bad << "'");
-    REQUIRE(error);
-    CHECK_THAT(*error, Catch::Contains("'max-inflight'") && Catch::Contains("needs a number") &&
-                           Catch::Contains(std::string("'") + bad + "'"));
+    REQUIRE_FALSE(status);
+    CHECK_THAT(status.error().message, Catch::Contains("'max-inflight'") &&
+                                           Catch::Contains("needs a number") &&
+                                           Catch::Contains(std::string("'") + bad + "'"));
     // A refused value leaves the default in place.
     CHECK(c.maxInflightPublishes == 64);
   }
@@ -131,14 +133,14 @@ TEST_CASE("durations must be positive whole seconds") {
   for (const char* key : {"keepalive", "handshake-timeout"}) {
     GatewayConfig c;
     auto zero = applySetting(key, "0", c);
-    REQUIRE(zero);
-    CHECK_THAT(*zero, Catch::Contains(key) && Catch::Contains("must be positive"));
+    REQUIRE_FALSE(zero);
+    CHECK_THAT(zero.error().message, Catch::Contains(key) && Catch::Contains("must be positive"));
     auto negative = applySetting(key, "-5", c);
-    REQUIRE(negative);
-    CHECK_THAT(*negative, Catch::Contains("must be positive"));
+    REQUIRE_FALSE(negative);
+    CHECK_THAT(negative.error().message, Catch::Contains("must be positive"));
     auto words = applySetting(key, "ten", c);
-    REQUIRE(words);
-    CHECK_THAT(*words, Catch::Contains("needs a number"));
+    REQUIRE_FALSE(words);
+    CHECK_THAT(words.error().message, Catch::Contains("needs a number"));
   }
   GatewayConfig c;
   CHECK(c.keepalive == 60s);
@@ -147,11 +149,12 @@ TEST_CASE("durations must be positive whole seconds") {
 
 TEST_CASE("an unknown setting is refused with the name as it was given") {
   GatewayConfig c;
-  auto error = applySetting("colour_scheme", "blue", c);
-  REQUIRE(error);
-  CHECK(*error == "unknown setting 'colour_scheme'");
-  CHECK(applySetting("--node", "x", c).has_value());
-  CHECK(applySetting("Node", "x", c).has_value());
+  auto status = applySetting("colour_scheme", "blue", c);
+  REQUIRE_FALSE(status);
+  CHECK(status.error().code == impgate::gateway::ErrorCode::kInvalidSetting);
+  CHECK(status.error().message == "unknown setting 'colour_scheme'");
+  CHECK_FALSE(applySetting("--node", "x", c));
+  CHECK_FALSE(applySetting("Node", "x", c));
   CHECK(c.node.empty());
 }
 
@@ -169,9 +172,9 @@ TEST_CASE("a config file skips comments and blank lines and trims around '='") {
                         "mqtt-username =\n");
   GatewayConfig c;
   c.mqttUsername = "before";
-  auto error = applyConfigFile(path, c);
-  INFO(error.value_or("ok"));
-  REQUIRE_FALSE(error);
+  auto status = applyConfigFile(path, c);
+  INFO((status ? std::string("ok") : status.error().message));
+  REQUIRE(status);
   CHECK(c.node == "gw-b");
   CHECK(c.listen == "0.0.0.0:4443");
   CHECK(c.maxInflightPublishes == 16);
@@ -185,27 +188,28 @@ TEST_CASE("a config file line without '=' is refused as FILE:LINE") {
   TempDir dir;
   auto path = writeFile(dir, "# header\nnode = gw-b\n\njust some words\nprefix = x\n");
   GatewayConfig c;
-  auto error = applyConfigFile(path, c);
-  REQUIRE(error);
-  CHECK(*error == path + ":4: expected 'key = value'");
+  auto status = applyConfigFile(path, c);
+  REQUIRE_FALSE(status);
+  CHECK(status.error().message == path + ":4: expected 'key = value'");
 }
 
-TEST_CASE("a bad setting in a config file is refused as FILE:LINE with the setting's error") {
+TEST_CASE("a bad setting in a config file is refused as FILE:LINE with the setting's status") {
   TempDir dir;
   SECTION("bad value") {
     auto path = writeFile(dir, "node = gw-b\nkeepalive = soon\n");
     GatewayConfig c;
-    auto error = applyConfigFile(path, c);
-    REQUIRE(error);
-    CHECK_THAT(*error, Catch::StartsWith(path + ":2: ") && Catch::Contains("'keepalive'") &&
-                           Catch::Contains("'soon'"));
+    auto status = applyConfigFile(path, c);
+    REQUIRE_FALSE(status);
+    CHECK_THAT(status.error().message, Catch::StartsWith(path + ":2: ") &&
+                                           Catch::Contains("'keepalive'") &&
+                                           Catch::Contains("'soon'"));
   }
   SECTION("unknown key") {
     auto path = writeFile(dir, "\n\n\ncolour = blue\n");
     GatewayConfig c;
-    auto error = applyConfigFile(path, c);
-    REQUIRE(error);
-    CHECK(*error == path + ":4: unknown setting 'colour'");
+    auto status = applyConfigFile(path, c);
+    REQUIRE_FALSE(status);
+    CHECK(status.error().message == path + ":4: unknown setting 'colour'");
   }
 }
 
@@ -213,17 +217,18 @@ TEST_CASE("a config file that cannot be read is refused with its path") {
   TempDir dir;
   GatewayConfig c;
   auto missing = (dir / "missing.conf").string();
-  auto error = applyConfigFile(missing, c);
-  REQUIRE(error);
-  CHECK(*error == "cannot read config file " + missing);
+  auto status = applyConfigFile(missing, c);
+  REQUIRE_FALSE(status);
+  CHECK(status.error().code == impgate::gateway::ErrorCode::kIo);
+  CHECK(status.error().message == "cannot read config file " + missing);
 }
 
 TEST_CASE("validate accepts the defaults once a node name is set") {
-  CHECK_FALSE(validate(valid()));
+  CHECK(validate(valid()));
   for (int version : {3, 4, 5}) {
     GatewayConfig c = valid();
     c.mqttVersion = version;
-    CHECK_FALSE(validate(c));
+    CHECK(validate(c));
   }
 }
 
@@ -231,38 +236,40 @@ TEST_CASE("validate refuses a topic prefix the topic scheme cannot use") {
   for (const char* prefix : {"", "/imp", "imp/", "a//b", "imp/+", "imp/#", "i mp"}) {
     GatewayConfig c = valid();
     c.prefix = prefix;
-    auto error = validate(c);
+    auto status = validate(c);
     INFO("prefix '" << prefix << "'");
-    REQUIRE(error);
-    CHECK_THAT(*error, Catch::Contains("invalid topic prefix '" + std::string(prefix) + "'"));
+    REQUIRE_FALSE(status);
+    CHECK_THAT(status.error().message,
+               Catch::Contains("invalid topic prefix '" + std::string(prefix) + "'"));
   }
   GatewayConfig nested = valid();
   nested.prefix = "site-1/imp.v1";
-  CHECK_FALSE(validate(nested));
+  CHECK(validate(nested));
 }
 
 TEST_CASE("validate refuses a node name that is not a valid id") {
   for (const char* node : {"", ".hidden", "gw a", "gw/a", "gw+"}) {
     GatewayConfig c = valid();
     c.node = node;
-    auto error = validate(c);
+    auto status = validate(c);
     INFO("node '" << node << "'");
-    REQUIRE(error);
-    CHECK_THAT(*error, Catch::Contains("invalid node name '" + std::string(node) + "'"));
+    REQUIRE_FALSE(status);
+    CHECK_THAT(status.error().message,
+               Catch::Contains("invalid node name '" + std::string(node) + "'"));
   }
   GatewayConfig tooLong = valid();
   tooLong.node = std::string(65, 'n');
-  CHECK(validate(tooLong));
+  CHECK_FALSE(validate(tooLong));
 }
 
 TEST_CASE("validate refuses MQTT versions other than 3, 3.1.1 and 5") {
   for (int version : {0, 1, 2, 6}) {
     GatewayConfig c = valid();
     c.mqttVersion = version;
-    auto error = validate(c);
+    auto status = validate(c);
     INFO("version " << version);
-    REQUIRE(error);
-    CHECK_THAT(*error, Catch::Contains("mqtt-version"));
+    REQUIRE_FALSE(status);
+    CHECK_THAT(status.error().message, Catch::Contains("mqtt-version"));
   }
 }
 
@@ -270,22 +277,22 @@ TEST_CASE("validate refuses zero connection and in-flight limits") {
   GatewayConfig noConnections = valid();
   noConnections.maxConnections = 0;
   auto e1 = validate(noConnections);
-  REQUIRE(e1);
-  CHECK_THAT(*e1, Catch::Contains("max-connections"));
+  REQUIRE_FALSE(e1);
+  CHECK_THAT(e1.error().message, Catch::Contains("max-connections"));
 
   GatewayConfig noInflight = valid();
   noInflight.maxInflightPublishes = 0;
   auto e2 = validate(noInflight);
-  REQUIRE(e2);
-  CHECK_THAT(*e2, Catch::Contains("max-inflight"));
+  REQUIRE_FALSE(e2);
+  CHECK_THAT(e2.error().message, Catch::Contains("max-inflight"));
 }
 
 // WELCOME carries the keepalive as a u16: a larger value would tell devices something else
 // than the gateway enforces.
 TEST_CASE("validate refuses a keepalive that WELCOME cannot carry") {
   GatewayConfig c = valid();
-  REQUIRE_FALSE(applySetting("keepalive", "70000", c));
-  auto error = validate(c);
-  REQUIRE(error);
-  CHECK_THAT(*error, Catch::Contains("keepalive"));
+  REQUIRE(applySetting("keepalive", "70000", c));
+  auto status = validate(c);
+  REQUIRE_FALSE(status);
+  CHECK_THAT(status.error().message, Catch::Contains("keepalive"));
 }

@@ -23,9 +23,9 @@ GatewayHarness::GatewayHarness(const std::function<void(gateway::GatewayConfig&)
   clientTls_ = fleet_.clientContext();
   gateway_ = std::make_unique<gateway::Gateway>(loop_, config_, *serverTls_, stats_);
   gateway_->setBus(bus_);
-  std::string error;
-  INFO(error);
-  REQUIRE(gateway_->start(error));
+  auto started = gateway_->start();
+  INFO((started ? "" : started.error().message));
+  REQUIRE(started);
   loopThread_ = std::thread([this] { loopError_ = loop_.run(); });
 }
 
@@ -54,11 +54,11 @@ bool GatewayHarness::waitFor(const std::function<bool()>& condition) {
 
 TestDevice& GatewayHarness::startDevice(const std::string& id, const std::string& codeId) {
   fleet_.enroll(id);
-  std::string error;
-  auto credentials = device::DeviceCredentials::load(fleet_.home().deviceCert(id),
-                                                     fleet_.home().deviceKey(id), error);
-  INFO(error);
-  REQUIRE(credentials);
+  auto loaded =
+      device::DeviceCredentials::load(fleet_.home().deviceCert(id), fleet_.home().deviceKey(id));
+  INFO((loaded ? "" : loaded.error().message));
+  REQUIRE(loaded);
+  std::shared_ptr<device::DeviceCredentials> credentials = *loaded;
   device::DeviceOptions options;
   options.gateway = "127.0.0.1:" + std::to_string(gateway_->port());
   options.codeId = codeId;

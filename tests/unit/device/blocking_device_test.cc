@@ -142,16 +142,21 @@ std::chrono::milliseconds timed(Fn&& fn) {
 TEST_CASE("connecting to a listener that never answers fails within the timeout") {
   TestFleet fleet;
   Listener silent;  // the kernel completes TCP connects; nobody ever reads or writes
-  std::string error;
-  auto dev = device::BlockingDevice::create(configFor(fleet, silent.port), error);
-  REQUIRE(dev);
+  auto created = device::BlockingDevice::create(configFor(fleet, silent.port));
+  REQUIRE(created);
+  auto dev = std::move(*created);
 
-  auto took = timed([&] { CHECK_FALSE(dev->connect(500ms, error)); });
+  std::optional<device::Status> connected;
+  auto took = timed([&] { connected = dev->connect(500ms); });
+  REQUIRE(connected);
+  REQUIRE_FALSE(*connected);
   CHECK(took < 3s);
-  CHECK_THAT(error, Catch::Contains("timed out"));
-  std::optional<protocol::AckStatus> status;
-  took = timed([&] { status = dev->send("reading", "{}", true, 500ms, error); });
-  CHECK_FALSE(status);
+  CHECK(connected->error().code == device::ErrorCode::kTimeout);
+  CHECK_THAT(connected->error().message, Catch::Contains("timed out"));
+  std::optional<device::Result<protocol::AckStatus>> status;
+  took = timed([&] { status = dev->send("reading", "{}", true, 500ms); });
+  REQUIRE(status);
+  CHECK_FALSE(*status);
   CHECK(took < 3s);
   CHECK_FALSE(dev->log(protocol::LogLevel::kInfo, "x"));
   took = timed([&] { dev.reset(); });
@@ -161,11 +166,12 @@ TEST_CASE("connecting to a listener that never answers fails within the timeout"
 TEST_CASE("every call returns within its bound while the device thread is kept busy") {
   TestFleet fleet;
   FloodingGateway gateway(fleet, 20s);
-  std::string error;
-  auto dev = device::BlockingDevice::create(configFor(fleet, gateway.port()), error);
-  REQUIRE(dev);
-  INFO(error);
-  REQUIRE(dev->connect(10s, error));
+  auto created = device::BlockingDevice::create(configFor(fleet, gateway.port()));
+  REQUIRE(created);
+  auto dev = std::move(*created);
+  auto connected = dev->connect(10s);
+  INFO((connected ? "" : connected.error().message));
+  REQUIRE(connected);
   // The device has been reading the flood for a while: its thread is busy.
   REQUIRE(waitUntil([&] { return gateway.flooded() > 8u * 1024 * 1024; }, 10s));
 
@@ -176,7 +182,7 @@ TEST_CASE("every call returns within its bound while the device thread is kept b
   std::chrono::milliseconds slowest{0};
   for (int round = 0; round < 3; ++round) {
     for (auto took : {timed([&] { dev->log(protocol::LogLevel::kInfo, "still there?"); }),
-                      timed([&] { dev->send("reading", "{}", false, 300ms, error); }),
+                      timed([&] { (void)dev->send("reading", "{}", false, 300ms); }),
                       timed([&] { dev->resumed(); }), timed([&] { dev->writeRaw("x"); })}) {
       slowest = std::max(slowest, took);
       if (took >= kBound) ++slow;

@@ -70,10 +70,10 @@ class DeviceThread {
  public:
   DeviceThread(TestFleet& fleet, uint16_t port) : tls_(fleet.clientContext()) {
     fleet.enroll("dev-1");
-    std::string error;
-    auto credentials = device::DeviceCredentials::load(fleet.home().deviceCert("dev-1"),
-                                                       fleet.home().deviceKey("dev-1"), error);
-    REQUIRE(credentials);
+    auto loaded = device::DeviceCredentials::load(fleet.home().deviceCert("dev-1"),
+                                                  fleet.home().deviceKey("dev-1"));
+    REQUIRE(loaded);
+    std::shared_ptr<device::DeviceCredentials> credentials = std::move(*loaded);
     device::DeviceOptions options;
     options.gateway = "127.0.0.1:" + std::to_string(port);
     device::DeviceClient::Handlers handlers;

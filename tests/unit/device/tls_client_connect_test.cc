@@ -46,18 +46,17 @@ struct Listener {
 };
 
 net::Endpoint loopback(uint16_t port) {
-  std::string error;
-  auto endpoint = net::parseEndpoint("127.0.0.1:" + std::to_string(port), error);
+  auto endpoint = net::parseEndpoint("127.0.0.1:" + std::to_string(port));
   REQUIRE(endpoint);
   return *endpoint;
 }
 
 // Step 1 and the wait for its outcome: the socket, writable.
 int connectedSocket(uint16_t port) {
-  std::string error;
-  int fd = device::startTcpConnect(loopback(port), std::nullopt, error);
-  INFO(error);
-  REQUIRE(fd >= 0);
+  auto started = device::startTcpConnect(loopback(port), std::nullopt);
+  INFO((started ? "" : started.error().message));
+  REQUIRE(started);
+  int fd = *started;
   pollfd p{fd, POLLOUT, 0};
   REQUIRE(::poll(&p, 1, kPollMs) == 1);
   return fd;
@@ -84,12 +83,11 @@ struct TcpLink {
 
 std::shared_ptr<device::DeviceCredentials> credentials(TestFleet& fleet, const std::string& id) {
   fleet.enroll(id);
-  std::string error;
   auto c = device::DeviceCredentials::load(fleet.home().deviceCert(id).string(),
-                                           fleet.home().deviceKey(id).string(), error);
-  INFO(error);
+                                           fleet.home().deviceKey(id).string());
+  INFO((c ? "" : c.error().message));
   REQUIRE(c);
-  return c;
+  return *c;
 }
 
 struct Handshake {
@@ -136,11 +134,11 @@ TEST_CASE("a refused connect is reported by the TLS step as the connect's error"
     port = gone.port;
   }
   int fd = connectedSocket(port);
-  std::string error;
-  auto transport = device::startTlsClient(fd, *tls, "127.0.0.1", nullptr, *device, error);
+  auto transport = device::startTlsClient(fd, *tls, "127.0.0.1", nullptr, *device);
   ::close(fd);
-  CHECK_FALSE(transport);
-  CHECK(error == "connect: Connection refused");
+  REQUIRE_FALSE(transport);
+  CHECK(transport.error().code == device::ErrorCode::kConnect);
+  CHECK(transport.error().message == "connect: Connection refused");
 }
 
 TEST_CASE("the steps take a device to an established link under its own identity") {
@@ -149,11 +147,10 @@ TEST_CASE("the steps take a device to an established link under its own identity
   auto clientTls = fleet.clientContext();  // no certificate of its own: the steps present it
   auto device = credentials(fleet, "dev-7");
   TcpLink link;
-  std::string error;
-  auto client =
-      device::startTlsClient(link.clientFd, *clientTls, "127.0.0.1", nullptr, *device, error);
-  INFO(error);
-  REQUIRE(client);
+  auto made = device::startTlsClient(link.clientFd, *clientTls, "127.0.0.1", nullptr, *device);
+  INFO((made ? "" : made.error().message));
+  REQUIRE(made);
+  auto client = std::move(*made);
   auto server = net::TlsTransport::accept(*serverTls, link.serverFd);
   REQUIRE(server);
 
@@ -171,11 +168,11 @@ TEST_CASE("a failed handshake step says tls: and why") {
   auto clientTls = fleet.clientContext();
   auto device = credentials(fleet, "dev-1");
   TcpLink link;
-  std::string error;
   // The gateway's certificate names 127.0.0.1, not this.
-  auto client = device::startTlsClient(link.clientFd, *clientTls, "gateway.example.com", nullptr,
-                                       *device, error);
-  REQUIRE(client);
+  auto made =
+      device::startTlsClient(link.clientFd, *clientTls, "gateway.example.com", nullptr, *device);
+  REQUIRE(made);
+  auto client = std::move(*made);
   auto server = net::TlsTransport::accept(*serverTls, link.serverFd);
   REQUIRE(server);
 

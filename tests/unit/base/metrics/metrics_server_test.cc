@@ -128,9 +128,10 @@ TEST_CASE("start() reports a port that is taken") {
   MetricsServer first(reg, {});
   REQUIRE(first.start());
   MetricsServer second(reg, {.host = "127.0.0.1", .port = first.port()});
-  std::string error;
-  CHECK_FALSE(second.start(&error));
-  CHECK(error.find("bind") != std::string::npos);
+  auto started = second.start();
+  REQUIRE_FALSE(started);
+  CHECK(started.error().code == impgate::metrics::ErrorCode::kSocket);
+  CHECK(started.error().message.find("bind") != std::string::npos);
 }
 
 namespace {

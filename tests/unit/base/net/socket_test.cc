@@ -20,20 +20,18 @@ uint16_t portOf(const Endpoint& ep) {
 }
 
 Endpoint parsed(const std::string& text) {
-  std::string error;
-  auto ep = parseEndpoint(text, error);
-  INFO(text << ": " << error);
+  auto ep = parseEndpoint(text);
+  INFO(text << ": " << (ep ? "" : ep.error().message));
   REQUIRE(ep);
   return *ep;
 }
 
 // The error parseEndpoint() gives for `text`; fails the test when it parses.
 std::string refusal(const std::string& text) {
-  std::string error;
-  auto ep = parseEndpoint(text, error);
+  auto ep = parseEndpoint(text);
   INFO(text);
   REQUIRE_FALSE(ep);
-  return error;
+  return ep.error().message;
 }
 
 // Waits up to 5 s for `events` on `fd`; returns the revents (0 on timeout).
@@ -43,10 +41,14 @@ short waitFor(int fd, short events) {
   return n == 1 ? p.revents : 0;
 }
 
-// Closes a descriptor with the test.
+// Closes a descriptor with the test; -1 (and the error's message in `error`) when the call
+// that should have made it failed.
 struct Fd {
   int fd;
   explicit Fd(int f) : fd(f) {}
+  Fd(const Result<int>& r, std::string& error) : fd(r ? *r : -1) {
+    if (!r) error = r.error().message;
+  }
   ~Fd() {
     if (fd >= 0) ::close(fd);
   }
@@ -107,15 +109,28 @@ TEST_CASE("parseEndpoint refuses ports that are not 0..65535") {
   CHECK_THAT(refusal("127.0.0.1: 80"), Catch::Contains("invalid port"));
 }
 
+TEST_CASE("net errors carry a code to branch on") {
+  auto bad = parseEndpoint("abc");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == ErrorCode::kInvalidAddress);
+
+  auto first = listenOn(parsed("127.0.0.1:0"), false, 16);
+  REQUIRE(first);
+  Fd owner(*first);
+  auto second = listenOn(parsed("127.0.0.1:" + std::to_string(boundPort(owner.fd))), false, 16);
+  REQUIRE_FALSE(second);
+  CHECK(second.error().code == ErrorCode::kSocket);
+}
+
 TEST_CASE("listenOn port 0 gets a port that boundPort reports and that accepts connections") {
   std::string error;
-  Fd listener(listenOn(parsed("127.0.0.1:0"), false, 16, error));
+  Fd listener(listenOn(parsed("127.0.0.1:0"), false, 16), error);
   INFO(error);
   REQUIRE(listener.fd >= 0);
   uint16_t port = boundPort(listener.fd);
   REQUIRE(port != 0);
 
-  Fd client(connectNonBlocking(parsed("127.0.0.1:" + std::to_string(port)), nullptr, error));
+  Fd client(connectNonBlocking(parsed("127.0.0.1:" + std::to_string(port)), nullptr), error);
   INFO(error);
   REQUIRE(client.fd >= 0);
   REQUIRE((waitFor(client.fd, POLLOUT) & POLLOUT) != 0);
@@ -133,18 +148,18 @@ TEST_CASE("listenOn port 0 gets a port that boundPort reports and that accepts c
 
 TEST_CASE("a second listener on a taken port is refused unless both share it with reusePort") {
   std::string error;
-  Fd first(listenOn(parsed("127.0.0.1:0"), false, 16, error));
+  Fd first(listenOn(parsed("127.0.0.1:0"), false, 16), error);
   REQUIRE(first.fd >= 0);
   std::string taken = "127.0.0.1:" + std::to_string(boundPort(first.fd));
-  Fd second(listenOn(parsed(taken), false, 16, error));
+  Fd second(listenOn(parsed(taken), false, 16), error);
   CHECK(second.fd < 0);
   CHECK_THAT(error, Catch::Contains("cannot listen on " + taken));
 
   error.clear();
-  Fd shared1(listenOn(parsed("127.0.0.1:0"), true, 16, error));
+  Fd shared1(listenOn(parsed("127.0.0.1:0"), true, 16), error);
   REQUIRE(shared1.fd >= 0);
   std::string port = std::to_string(boundPort(shared1.fd));
-  Fd shared2(listenOn(parsed("127.0.0.1:" + port), true, 16, error));
+  Fd shared2(listenOn(parsed("127.0.0.1:" + port), true, 16), error);
   INFO(error);
   CHECK(shared2.fd >= 0);
   CHECK(boundPort(shared2.fd) == boundPort(shared1.fd));
@@ -154,11 +169,11 @@ TEST_CASE("connectNonBlocking to a closed port reports the refusal") {
   std::string error;
   uint16_t port = 0;
   {
-    Fd probe(listenOn(parsed("127.0.0.1:0"), false, 1, error));
+    Fd probe(listenOn(parsed("127.0.0.1:0"), false, 1), error);
     REQUIRE(probe.fd >= 0);
     port = boundPort(probe.fd);
   }
-  Fd client(connectNonBlocking(parsed("127.0.0.1:" + std::to_string(port)), nullptr, error));
+  Fd client(connectNonBlocking(parsed("127.0.0.1:" + std::to_string(port)), nullptr), error);
   if (client.fd < 0) {
     CHECK_THAT(error, Catch::Contains("cannot connect to 127.0.0.1:" + std::to_string(port)));
   } else {
@@ -170,11 +185,12 @@ TEST_CASE("connectNonBlocking to a closed port reports the refusal") {
 
 TEST_CASE("connectNonBlocking binds the source address it is given") {
   std::string error;
-  Fd listener(listenOn(parsed("127.0.0.1:0"), false, 16, error));
+  Fd listener(listenOn(parsed("127.0.0.1:0"), false, 16), error);
   REQUIRE(listener.fd >= 0);
   Endpoint source = parsed("127.0.0.2:0");
-  Fd client(connectNonBlocking(parsed("127.0.0.1:" + std::to_string(boundPort(listener.fd))),
-                               &source, error));
+  Fd client(
+      connectNonBlocking(parsed("127.0.0.1:" + std::to_string(boundPort(listener.fd))), &source),
+      error);
   INFO(error);
   REQUIRE(client.fd >= 0);
   REQUIRE((waitFor(listener.fd, POLLIN) & POLLIN) != 0);

@@ -30,11 +30,10 @@ std::unique_ptr<net::TlsContext> TestFleet::serverContext(bool sessionTickets) c
   options.keyFile = home_.gatewayKey();
   options.clientCaFile = home_.caCert();
   options.sessionTickets = sessionTickets;
-  std::string error;
-  auto ctx = net::TlsContext::server(options, error);
-  INFO(error);
+  auto ctx = net::TlsContext::server(options);
+  INFO((ctx ? "" : ctx.error().message));
   REQUIRE(ctx);
-  return ctx;
+  return std::move(*ctx);
 }
 
 std::unique_ptr<net::TlsContext> TestFleet::clientContext(std::string_view deviceId) {
@@ -45,11 +44,10 @@ std::unique_ptr<net::TlsContext> TestFleet::clientContext(std::string_view devic
     options.certFile = home_.deviceCert(deviceId);
     options.keyFile = home_.deviceKey(deviceId);
   }
-  std::string error;
-  auto ctx = net::TlsContext::client(options, error);
-  INFO(error);
+  auto ctx = net::TlsContext::client(options);
+  INFO((ctx ? "" : ctx.error().message));
   REQUIRE(ctx);
-  return ctx;
+  return std::move(*ctx);
 }
 
 }  // namespace impgate::testing

@@ -310,9 +310,9 @@ TEST_CASE("a device certificate from another CA fails the handshake") {
   otherFleet.enroll("dev-1");
   options.certFile = otherFleet.home().deviceCert("dev-1");
   options.keyFile = otherFleet.home().deviceKey("dev-1");
-  std::string error;
-  auto clientCtx = TlsContext::client(options, error);
-  REQUIRE(clientCtx);
+  auto made = TlsContext::client(options);
+  REQUIRE(made);
+  auto clientCtx = std::move(*made);
 
   Link link;
   auto s = server(*serverCtx, link);
@@ -332,6 +332,25 @@ TEST_CASE("a device certificate from another CA fails the handshake") {
   } else {
     CHECK(outcome.client == IoStatus::kError);
   }
+}
+
+TEST_CASE("a TLS context refuses missing files with kTls and names the file") {
+  TestFleet fleet;
+  TlsClientOptions client;
+  client.caFile = fleet.home().caCert().string() + ".missing";
+  auto noCa = TlsContext::client(client);
+  REQUIRE_FALSE(noCa);
+  CHECK(noCa.error().code == impgate::net::ErrorCode::kTls);
+  CHECK_THAT(noCa.error().message, Catch::Contains("cannot load CA " + client.caFile));
+
+  impgate::net::TlsServerOptions server;
+  server.certFile = fleet.home().gatewayCert().string() + ".missing";
+  server.keyFile = fleet.home().gatewayKey();
+  server.clientCaFile = fleet.home().caCert();
+  auto noCert = TlsContext::server(server);
+  REQUIRE_FALSE(noCert);
+  CHECK(noCert.error().code == impgate::net::ErrorCode::kTls);
+  CHECK_THAT(noCert.error().message, Catch::Contains("cannot load certificate " + server.certFile));
 }
 
 TEST_CASE("a device without a certificate fails the handshake") {
@@ -358,10 +377,9 @@ TEST_CASE("useCredentials presents a device certificate set on the connection") 
   options.caFile = fleet.home().caCert();
   options.certFile = fleet.home().deviceCert("dev-7");
   options.keyFile = fleet.home().deviceKey("dev-7");
-  std::string error;
-  auto holder = TlsContext::client(options, error);
+  auto holder = TlsContext::client(options);
   REQUIRE(holder);
-  SSL* donor = SSL_new(holder->get());
+  SSL* donor = SSL_new((*holder)->get());
   REQUIRE(donor);
 
   Link link;
