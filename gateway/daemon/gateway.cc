@@ -169,9 +169,9 @@ uint32_t Gateway::admitSession(const std::string& deviceId) {
 
 void Gateway::onBufferedBytesChanged(std::size_t before, std::size_t after) {
   budget_.update(before, after);
-  stats_.bufferedBytes.set(static_cast<int64_t>(budget_.used()));
   if (after > before && budget_.high()) enforceBudget();
   if (after < before && shedding_ && budget_.relieved()) stopShedding();
+  stats_.bufferedBytes.set(static_cast<int64_t>(budget_.used()));
 }
 
 void Gateway::stopShedding() {

@@ -69,7 +69,9 @@ TEST_CASE("partial frames count against the node's memory budget, which closes t
       [&] { return gw.metric("impgate_overload_actions_total{action=\"connection_closed\"}") > 0; },
       10s));
   CHECK(gw.metric("impgate_errors_total{reason=\"overloaded\"}") > 0);
-  CHECK(gw.metric("impgate_buffered_bytes") <= 2097152);
+  // The metrics thread may read the gauge between a session's growth and the shedding it
+  // causes: what matters is where it settles.
+  CHECK(waitUntil([&] { return gw.metric("impgate_buffered_bytes") <= 2097152; }, 5s));
   CHECK(gw.metric("impgate_memory_limit_bytes") == 2097152);
   // Closed ones heard why.
   int overloaded = 0;
@@ -181,7 +183,9 @@ long residentKiB(pid_t pid) {
 
 }  // namespace
 
-TEST_CASE("memory taken by spikes of partial frames is given back when they are over") {
+// Resident memory is not measurable under AddressSanitizer (its quarantine keeps freed memory):
+// the sanitizer build leaves this case out of its ctest run (tests/integration/gateway).
+TEST_CASE("memory taken by spikes of partial frames is given back when they are over", "[rss]") {
   GatewayFixture gw;
   auto witness = gw.connectDevice("witness");
   const pid_t pid = gw.process().pid();
