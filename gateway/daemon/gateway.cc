@@ -20,6 +20,9 @@ constexpr int kAcceptsPerEvent = 256;
 // How long after a device's session ended an agent message for it still earns a "failed"
 // receipt here (the unsubscribe may take that long to reach the broker).
 constexpr uint32_t kGoneReceiptSeconds = 30;
+// Work posted to the reactor (mostly agent messages from the bus thread) beyond which agent
+// messages are refused on arrival rather than delivered late: the queue drains fast that way.
+constexpr std::size_t kPostedShedAt = 65536;
 // Freed buffer memory beyond this is returned to the system at the next sweep.
 constexpr std::size_t kTrimAfterBytes = 8 * 1024 * 1024;
 // How often the node re-announces its device count when it changed.
@@ -270,6 +273,16 @@ void Gateway::onPublished(uint64_t token, bool ok) {
 
 void Gateway::onAgentMessage(bus::AgentMessage&& message) {
   stats_.agentMessages.inc();
+  if (loop_.postedPending() > kPostedShedAt) {
+    // The reactor is far behind the bus: refuse (a retry may work) instead of queueing more.
+    stats_.messagesUndeliverable.inc();
+    stats_.deliveriesShed.inc();
+    if (message.qos > 0) {
+      bus_->publishReceipt(message.device, bus::Receipt{message.event, 0, "failed",
+                                                        message.correlation, config_.node});
+    }
+    return;
+  }
   auto it = devices_.find(message.device);
   if (it == devices_.end()) {
     stats_.messagesUndeliverable.inc();
@@ -303,6 +316,7 @@ void Gateway::onBusConnection(bool connected) {
 void Gateway::sweep() {
   uint32_t now = nowSeconds();
   forEachSession([now](DeviceSession& s) { s.sweep(now); });
+  stats_.reactorQueue.set(static_cast<int64_t>(loop_.postedPending()));
   flaps_.prune(now);
   std::erase_if(recentlyGone_,
                 [now](const auto& entry) { return now - entry.second >= kGoneReceiptSeconds; });

@@ -90,7 +90,9 @@ GatewayStats::GatewayStats(metrics::Registry& r)
       memoryLimit(r.gauge("impgate_memory_limit_bytes", "The node's limit on buffered bytes")),
       acceptPauses(overload(r).with("accept_paused")),
       deliveriesShed(overload(r).with("delivery_refused")),
-      connectionsShed(overload(r).with("connection_closed")) {
+      connectionsShed(overload(r).with("connection_closed")),
+      reactorQueue(r.gauge("impgate_reactor_queue",
+                           "Work posted to the reactor by other threads and not yet run")) {
   auto& family = r.counterFamily("impgate_errors_total", "Connections closed or refused, by reason",
                                  {"reason"});
   for (std::size_t i = 0; i < errors.size(); ++i) {

@@ -64,6 +64,7 @@ struct GatewayStats {
   metrics::Counter& acceptPauses;     // overload: stopped accepting connections
   metrics::Counter& deliveriesShed;   // overload: agent messages refused
   metrics::Counter& connectionsShed;  // overload: connections closed
+  metrics::Gauge& reactorQueue;       // work posted to the reactor, not yet run
   std::array<metrics::Counter*, static_cast<std::size_t>(ErrorReason::kCount)> errors{};
 
   void count(ErrorReason r) { errors[static_cast<std::size_t>(r)]->inc(); }

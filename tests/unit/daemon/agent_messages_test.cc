@@ -208,3 +208,21 @@ TEST_CASE("QoS 1 agent messages arriving after the device's session ended get a 
   CHECK(all[0].status == "failed");
   CHECK(all[0].correlation == "c-1");
 }
+
+TEST_CASE("agent messages are refused with a failed receipt while the reactor is far behind") {
+  GatewayHarness h;
+  TestDevice& dev = h.connectDevice("dev-1");
+  h.onLoop([&] {
+    // A backlog of posted work, as a flood from the bus thread would leave.
+    for (int i = 0; i < 70000; ++i) h.gateway().loop().post([] {});
+    h.gateway().onAgentMessage(agentMessage("late", "1", 1, "c-1"));
+  });
+  auto all = receipts(h, 1);
+  CHECK(all.at(0).status == "failed");
+  CHECK(all.at(0).correlation == "c-1");
+  CHECK(h.stats().deliveriesShed.value() == 1);
+  // Once the backlog has drained, messages are delivered again.
+  h.onLoop([&] { h.gateway().onAgentMessage(agentMessage("again", "2", 1)); });
+  CHECK(receipts(h, 2).at(1).status == "delivered");
+  CHECK(h.onLoop([&] { return dev.messages.size(); }) == 1);
+}
