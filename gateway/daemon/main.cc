@@ -52,6 +52,16 @@ class SignalWatcher final : public net::IoHandler {
   std::function<void()> onSignal_;
 };
 
+// Prints `impgate: <text>` on stderr for an operator or a script. Log lines go through the
+// log's writer thread: flush them first and write the message in one piece, so the two never
+// interleave.
+void printError(const std::string& text) {
+  log::flush();
+  std::string line = "impgate: " + text + "\n";
+  ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
+  (void)ignored;
+}
+
 std::string defaultNodeName() {
   char host[HOST_NAME_MAX + 1] = {};
   if (gethostname(host, sizeof host) != 0 || host[0] == '\0') return "impgate";
@@ -118,14 +128,14 @@ int main(int argc, char** argv) {
 
   if (!configFile.empty()) {
     if (auto applied = gateway::applyConfigFile(configFile, config); !applied) {
-      std::cerr << "impgate: " << applied.error().message << "\n";
+      printError(applied.error().message);
       return 2;
     }
   }
   for (const auto& [name, value] : flags) {
     if (app.count("--" + name) == 0) continue;
     if (auto applied = gateway::applySetting(name, value, config); !applied) {
-      std::cerr << "impgate: " << applied.error().message << "\n";
+      printError(applied.error().message);
       return 2;
     }
   }
@@ -133,13 +143,13 @@ int main(int argc, char** argv) {
   if (config.metrics == "off") config.metrics.clear();
   log::Level level;
   if (!log::parseLevel(config.logLevel, level)) {
-    std::cerr << "impgate: invalid log level '" << config.logLevel << "'\n";
+    printError("invalid log level '" + config.logLevel + "'");
     return 2;
   }
   log::setLevel(level);
   if (config.logRate) log::setRateLimit(*config.logRate);
   if (auto valid = gateway::validate(config); !valid) {
-    std::cerr << "impgate: " << valid.error().message << "\n";
+    printError(valid.error().message);
     return 2;
   }
 
@@ -152,8 +162,8 @@ int main(int argc, char** argv) {
   tlsOptions.allowTls12 = config.allowTls12;
   auto tls = net::TlsContext::server(tlsOptions);
   if (!tls) {
-    std::cerr << "impgate: " << tls.error().message << "\n"
-              << "impgate: create the fleet CA and gateway credentials with `impctl ca init`\n";
+    printError(tls.error().message +
+               "\nimpgate: create the fleet CA and gateway credentials with `impctl ca init`");
     return 1;
   }
 
@@ -164,7 +174,7 @@ int main(int argc, char** argv) {
   int signalFd = blockTerminationSignals();
   if (signalFd < 0) {
     // Without it SIGTERM could not stop the gateway: refuse to start.
-    std::cerr << "impgate: cannot create the signal descriptor: " << std::strerror(errno) << "\n";
+    printError(std::string("cannot create the signal descriptor: ") + std::strerror(errno));
     return 1;
   }
   net::EventLoop loop;
@@ -187,11 +197,11 @@ int main(int argc, char** argv) {
   gw.setBus(bridge);
 
   if (auto started = gw.start(); !started) {
-    std::cerr << "impgate: " << started.error().message << "\n";
+    printError(started.error().message);
     return 1;
   }
   if (auto started = bridge.start(); !started) {
-    std::cerr << "impgate: " << started.error().message << "\n";
+    printError(started.error().message);
     return 1;
   }
 
@@ -203,14 +213,14 @@ int main(int argc, char** argv) {
     if (colon == std::string::npos ||
         !CLI::detail::lexical_cast(config.metrics.substr(colon + 1), metricsPort) ||
         metricsPort > 65535) {
-      std::cerr << "impgate: --metrics needs HOST:PORT, got '" << config.metrics << "'\n";
+      printError("--metrics needs HOST:PORT, got '" + config.metrics + "'");
       return 2;
     }
     metricsOptions.host = config.metrics.substr(0, colon);
     metricsOptions.port = static_cast<uint16_t>(metricsPort);
     metricsServer = std::make_unique<metrics::MetricsServer>(registry, metricsOptions);
     if (auto started = metricsServer->start(); !started) {
-      std::cerr << "impgate: metrics: " << started.error().message << "\n";
+      printError("metrics: " + started.error().message);
       return 1;
     }
     log::info(kComp, "metrics endpoint", {{"address", config.metrics}});
@@ -218,7 +228,7 @@ int main(int argc, char** argv) {
 
   SignalWatcher signals(signalFd, [&] { loop.stop(); });
   if (!loop.watch(signalFd, EPOLLIN, &signals)) {
-    std::cerr << "impgate: cannot watch the signal descriptor: " << std::strerror(errno) << "\n";
+    printError(std::string("cannot watch the signal descriptor: ") + std::strerror(errno));
     return 1;
   }
   log::info(kComp, "impgate started",
