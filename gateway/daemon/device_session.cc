@@ -287,7 +287,6 @@ void DeviceSession::onPublished(uint16_t tag, bool ok) {
   if (it == inflight_.end()) return;
   InflightPublish done = *it;
   inflight_.erase(it);
-  if (inflight_.empty()) inflight_.shrink_to_fit();
   if (state_ != State::kOnline) return;
   if (done.ackWanted) {
     sendFrame(protocol::Ack{done.messageId,
@@ -461,6 +460,12 @@ void DeviceSession::sweep(uint32_t now) {
   }
   if (state_ != State::kOnline) return;
   expireDeliveries(now);
+  // The in-flight list keeps its capacity while the device is busy (no allocation per
+  // message) and gives it back once a sweep finds it empty.
+  if (inflight_.empty() && inflight_.capacity() > 0) {
+    inflight_.shrink_to_fit();
+    reaccount();
+  }
   // A paused device is silent because we stopped reading it, not because it is gone.
   if (state_ != State::kOnline || readPaused_) return;
   auto keepalive = static_cast<uint32_t>(cfg.keepalive.count());

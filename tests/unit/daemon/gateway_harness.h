@@ -26,6 +26,7 @@
 #include "gateway/base/net/event_loop.h"
 #include "gateway/daemon/gateway.h"
 #include "gateway/device/device_client.h"
+#include "tests/support/on_loop.h"
 #include "tests/unit/base/net/test_fleet.h"
 #include "tests/unit/daemon/fake_device_bus.h"
 
@@ -71,12 +72,7 @@ class GatewayHarness {
   // Runs `f` on the loop thread and returns its result.
   template <typename F>
   std::invoke_result_t<F&> onLoop(F f) {
-    using R = std::invoke_result_t<F&>;
-    auto task = std::make_shared<std::packaged_task<R()>>(std::move(f));
-    auto result = task->get_future();
-    loop_.post([task] { (*task)(); });
-    REQUIRE(result.wait_for(kDeadline) == std::future_status::ready);
-    return result.get();
+    return runOnLoop(loop_, std::move(f), kDeadline);
   }
 
   // Moves the manual clock on and returns after the loop has run a pass at the new time (so

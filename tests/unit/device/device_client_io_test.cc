@@ -3,6 +3,7 @@
 // The test thread plays the gateway with a blocking TlsTransport; the device runs on its own
 // EventLoop thread.
 #include "gateway/device/device_client.h"
+#include "tests/support/on_loop.h"
 
 #include <linux/sockios.h>
 #include <netinet/in.h>
@@ -99,12 +100,7 @@ class DeviceThread {
 
   template <typename F>
   std::invoke_result_t<F&> onLoop(F f) {
-    using R = std::invoke_result_t<F&>;
-    auto task = std::make_shared<std::packaged_task<R()>>(std::move(f));
-    auto result = task->get_future();
-    loop_.post([task] { (*task)(); });
-    REQUIRE(result.wait_for(kDeadline) == std::future_status::ready);
-    return result.get();
+    return testing::runOnLoop(loop_, std::move(f), kDeadline);
   }
   device::DeviceClient& client() { return *client_; }
   bool heard(const std::string& event) {
