@@ -1,18 +1,15 @@
-// MqttBridge: the gateway's connection to the MQTT broker (Eclipse Paho C++), implementing
-// DeviceBus.
+// MqttBridge: the gateway's connection to the MQTT broker, implementing DeviceBus on a
+// BrokerLink (bus/mqtt/broker_link.h) that the gateway's reactor drives.
 //
-// Owned by the gateway and driven from its reactor thread. Paho runs its own threads; its
-// callbacks do nothing but post work into the reactor, so every DeviceBusListener callback
-// arrives on the reactor thread. Paho exceptions stop at this class: they become failed
-// publishes, logged errors and metrics.
+// Owned by the gateway and used on its reactor thread only; every DeviceBusListener callback
+// arrives on that thread, from inside the link's event handling. There is no other thread and
+// no lock: a device message is encoded straight into the link's output buffer and leaves with
+// everything else queued in the same pass of the event loop (docs/architecture.md).
 //
-// While the broker is unreachable, publishes are buffered by Paho (bounded by maxBuffered) and
-// sent after reconnecting; a publish that does not fit fails at once, so the device is told.
+// While the broker is unreachable, publishes wait in the link's queue (bounded by maxBuffered)
+// and go out after reconnecting; one that does not fit fails at once, so the device is told.
 #pragma once
 
-#include <mqtt/async_client.h>
-
-#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -20,8 +17,10 @@
 
 #include "bus/bridge/result.h"
 #include "bus/device_bus/device_bus.h"
+#include "bus/mqtt/broker_link.h"
 #include "bus/topics/topic_scheme.h"
 #include "gateway/base/net/event_loop.h"
+#include "gateway/base/net/tls_context.h"
 
 namespace impgate::bus {
 
@@ -35,33 +34,33 @@ struct MqttBridgeOptions {
   std::string keyFile;
   std::string prefix = "imp";
   std::string node;
-  int mqttVersion = 5;  // 5 or 4 (3.1.1)
+  int mqttVersion = 0;  // 5, 4 (3.1.1), or 0: MQTT 5, falling back to 3.1.1
   int maxBuffered = 100000;
+  int maxInflight = 1024;  // unacknowledged publishes, at most (and never above the broker's
+                           // receive maximum)
   std::chrono::seconds keepAlive{20};
 };
 
-class MqttBridge final : public DeviceBus, private mqtt::iaction_listener {
+class MqttBridge final : public DeviceBus, private mqtt::LinkListener {
  public:
   MqttBridge(net::EventLoop& loop, MqttBridgeOptions options, DeviceBusListener& listener);
   ~MqttBridge() override;
 
-  // Creates the client and starts connecting (retrying until stop()). kInvalidBroker for
-  // configuration errors such as an invalid URI.
+  // Checks the options, loads the broker TLS files, and starts connecting (retrying until
+  // stop()). kInvalidBroker for configuration errors such as an invalid URI.
   Status start();
   enum class StopOutcome {
     kClean,         // every publish acknowledged (offline states included), then DISCONNECT
-    kWill,          // not all acknowledged in time: MQTT 5 DISCONNECT 0x04 made the broker
-                    // publish the last will (node offline)
-    kAbandoned,     // not all acknowledged in time, and no DISCONNECT 0x04 could be sent: the
-                    // connection is left open, and closing it (the process exit) makes the
-                    // broker publish the will. End the process soon; the bridge is unusable.
+    kWill,          // not all acknowledged in time: the connection ended so that the broker
+                    // publishes the last will (node offline): MQTT 5 DISCONNECT 0x04, or
+                    // under 3.1.1 a close without DISCONNECT
     kNotConnected,  // no broker connection: nothing could be published (the broker publishes
                     // the will when it notices the lost connection)
   };
   // Publishes the node's offline state and waits, at most `timeout`, until the broker has
-  // acknowledged it and every publish queued before it (the offline presence of each device).
-  // Then disconnects so that the broker ends up with offline states either way: a normal
-  // DISCONNECT when everything was acknowledged, otherwise one that keeps the last will.
+  // acknowledged it and every publish queued before it (the offline presence of each device),
+  // driving the event loop meanwhile (call it after the loop's run() returned). Then
+  // disconnects so that the broker ends up with offline states either way.
   StopOutcome stop(std::chrono::milliseconds timeout);
 
   void publishDeviceMessage(std::string_view device, std::string_view event,
@@ -73,43 +72,41 @@ class MqttBridge final : public DeviceBus, private mqtt::iaction_listener {
   void publishNodeState(std::size_t devices) override;
   void subscribeDevice(std::string_view device) override;
   void unsubscribeDevice(std::string_view device) override;
-  bool connected() const override { return connected_.load(); }
+  bool connected() const override { return link_ && link_->up(); }
   const TopicScheme& topics() const { return topics_; }
 
  private:
-  // mqtt::iaction_listener, for publishes that carry a token. Called on a Paho thread.
-  void on_success(const mqtt::token& tok) override;
-  void on_failure(const mqtt::token& tok) override;
+  // mqtt::LinkListener
+  void onLinkUp() override;
+  void onLinkDown(std::string_view reason) override;
+  void onConnectFailed(std::string_view reason) override;
+  void onPublished(uint64_t token, bool ok) override;
+  void onMessage(const mqtt::PublishIn& message) override;
 
-  void connectNow();
-  void onConnected();
-  void onConnectionLost(const std::string& cause);
-  void onMessage(mqtt::const_message_ptr msg);
   void resubscribeAll();
-  StopOutcome leaveToWill();
-  mqtt::subscribe_options subscribeOptions() const;
-  void publish(const std::string& topic, std::string_view payload, bool retained,
-               const mqtt::properties* props = nullptr);
-  // Publishes at QoS 1 and reports the outcome to the listener under `token` (none when 0).
-  void publishTracked(const std::string& topic, std::span<const uint8_t> payload, uint64_t token);
+  mqtt::SubscribeFilter filterFor(std::string_view filter) const;
+  // Publishes at QoS 1; reports the outcome under `token` (none when 0). A publish the link
+  // cannot take fails at once (reported at the end of this pass, never from inside the call).
+  void publish(std::string_view topic, std::span<const uint8_t> payload, bool retained,
+               uint64_t token, std::string_view correlation = {});
+  void publishText(std::string_view topic, std::string_view text, bool retained) {
+    publish(topic, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), retained,
+            0);
+  }
   std::string nodeStateJson(bool online, std::size_t devices) const;
 
   net::EventLoop& loop_;
   MqttBridgeOptions options_;
   DeviceBusListener& listener_;
   TopicScheme topics_;
-  // Declared before client_, so it outlives the client even without the destructor's reset.
-  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
-  std::unique_ptr<mqtt::async_client> client_;
+  std::unique_ptr<net::TlsContext> tls_;
+  std::unique_ptr<mqtt::BrokerLink> link_;
   std::unordered_set<std::string> devices_;  // subscriptions to restore after a reconnect
   std::string topicScratch_;                 // reused for every device message topic
   uint64_t startedMs_ = 0;
   std::size_t lastDeviceCount_ = 0;
-  net::EventLoop::TimerId retryTimer_ = 0;
-  bool stopping_ = false;
-  bool abandoned_ = false;  // stop() left the connection open for the process exit to close
   bool everConnected_ = false;
-  std::atomic<bool> connected_{false};
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace impgate::bus

@@ -1,6 +1,6 @@
 // How the MQTT bridge reports failure: start() returns a Status carrying an Error (a code to
-// branch on, and a message fit to show an operator). Paho's exceptions stop at the bridge and
-// become these; broken invariants assert.
+// branch on, and a message fit to show an operator). Connection trouble at run time is not an
+// error of start(): the link retries and the bridge logs it; broken invariants assert.
 #pragma once
 
 #include "gateway/base/result.h"
@@ -8,7 +8,7 @@
 namespace impgate::bus {
 
 enum class ErrorCode {
-  kInvalidBroker,  // Paho refused the broker URI or client options; the message carries its text
+  kInvalidBroker,  // the broker URI, client options or broker TLS files are unusable
 };
 
 using Error = base::Error<ErrorCode>;

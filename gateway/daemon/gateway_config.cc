@@ -73,7 +73,13 @@ Status applySetting(const std::string& rawKey, const std::string& v, GatewayConf
       {"reuse-port", [&] { return parseBool(key, v, c.reusePort); }},
       {"broker", text(c.broker)},
       {"prefix", text(c.prefix)},
-      {"mqtt-version", [&] { return parseNumber(key, v, c.mqttVersion); }},
+      {"mqtt-version",
+       [&] {
+         int version = 0;
+         Status parsed = parseNumber(key, v, version);
+         c.mqttVersion = version;
+         return parsed;
+       }},
       {"mqtt-username", text(c.mqttUsername)},
       {"mqtt-password", text(c.mqttPassword)},
       {"mqtt-ca", text(c.mqttCaFile)},
@@ -147,7 +153,7 @@ Status validate(const GatewayConfig& c) {
   if (!isValidDeviceId(c.node)) {
     return invalid("invalid node name '" + c.node + "' (1-64 characters of [A-Za-z0-9._-])");
   }
-  if (c.mqttVersion != 5 && c.mqttVersion != 3 && c.mqttVersion != 4) {
+  if (c.mqttVersion && *c.mqttVersion != 5 && *c.mqttVersion != 3 && *c.mqttVersion != 4) {
     return invalid("mqtt-version must be 5 or 3 (3.1.1)");
   }
   if (c.keepalive.count() > 65535) return invalid("keepalive must be at most 65535 seconds");

@@ -25,7 +25,7 @@ struct GatewayConfig {
   // Bus
   std::string broker = "tcp://127.0.0.1:1883";
   std::string prefix = "imp";
-  int mqttVersion = 5;  // 5 or 3 (3.1.1)
+  std::optional<int> mqttVersion;  // 5 or 3 (3.1.1); none: MQTT 5, falling back to 3.1.1
   std::string mqttUsername;
   std::string mqttPassword;
   std::string mqttCaFile;

@@ -23,9 +23,9 @@ using namespace impgate;
 
 constexpr std::string_view kComp = "main";
 
-// Blocks SIGINT/SIGTERM in every thread (Paho's included, which inherit the mask) and returns
-// a signalfd the reactor watches, so shutdown starts on the reactor thread. Returns -1 (errno
-// set) when no signalfd can be made.
+// Blocks SIGINT/SIGTERM in every thread (the log writer's included, which inherit the mask) and
+// returns a signalfd the reactor watches, so shutdown starts on the reactor thread. Returns -1
+// (errno set) when no signalfd can be made.
 int blockTerminationSignals() {
   sigset_t set;
   sigemptyset(&set);
@@ -94,7 +94,9 @@ int main(int argc, char** argv) {
       {"node", "Node name (default: host name)"},
       {"metrics", "Prometheus endpoint HOST:PORT, or 'off' (default 127.0.0.1:9464)"},
       {"prefix", "Topic prefix (default imp)"},
-      {"mqtt-version", "MQTT protocol version: 5 or 3 (3.1.1)"},
+      {"mqtt-version",
+       "MQTT protocol version: 5 or 3 (3.1.1) (default: 5, falling back to 3.1.1 when the "
+       "broker speaks only that)"},
       {"mqtt-username", "Broker user name"},
       {"mqtt-password", "Broker password"},
       {"mqtt-ca", "CA file verifying an ssl:// broker"},
@@ -191,7 +193,7 @@ int main(int argc, char** argv) {
   busOptions.keyFile = config.mqttKeyFile;
   busOptions.prefix = config.prefix;
   busOptions.node = config.node;
-  busOptions.mqttVersion = config.mqttVersion == 5 ? 5 : 4;
+  busOptions.mqttVersion = !config.mqttVersion ? 0 : *config.mqttVersion == 5 ? 5 : 4;
   busOptions.maxBuffered = config.mqttBuffer;
   bus::MqttBridge bridge(loop, busOptions, gw);
   gw.setBus(bridge);
@@ -246,14 +248,9 @@ int main(int argc, char** argv) {
   auto outcome = bridge.stop(std::chrono::seconds(3));
   if (metricsServer) metricsServer->stop();
   ::close(signalFd);
-  if (outcome == bus::MqttBridge::StopOutcome::kAbandoned) {
-    // The broker connection must close without a DISCONNECT, which destroying the MQTT client
-    // would send: end the process here and let the kernel close it.
-    log::info(kComp, "impgate stopped; the broker's last will reports this node offline");
-    log::flush();
-    std::fflush(stdout);
-    ::_exit(loopError ? 1 : 0);
-  }
-  log::info(kComp, "impgate stopped");
+  log::info(kComp, "impgate stopped",
+            {{"bus", outcome == bus::MqttBridge::StopOutcome::kClean  ? "clean disconnect"
+                     : outcome == bus::MqttBridge::StopOutcome::kWill ? "left to the last will"
+                                                                      : "not connected"}});
   return loopError ? 1 : 0;
 }

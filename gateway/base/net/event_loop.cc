@@ -182,8 +182,17 @@ std::error_code EventLoop::pass(std::chrono::milliseconds maxWait) {
   }
   runPosted();
   runDueTimers();
+  runEndOfPass();
   releaseDeferred();
   return {};
+}
+
+void EventLoop::runEndOfPass() {
+  while (!endOfPass_.empty()) {
+    endOfPassRunning_.swap(endOfPass_);
+    for (auto& cb : endOfPassRunning_) cb();
+    endOfPassRunning_.clear();
+  }
 }
 
 std::error_code EventLoop::runOnce(std::chrono::milliseconds maxWait) {
@@ -210,6 +219,7 @@ std::error_code EventLoop::run() {
     if (failure) break;
   }
   runPosted();
+  runEndOfPass();
   releaseDeferred();
   return failure;
 }

@@ -77,6 +77,13 @@ class EventLoop : private net::Clock::Listener {
   std::size_t postedPending() const { return postedPending_.load(std::memory_order_relaxed); }
   std::size_t postedHighWater() const { return postedHighWater_.load(std::memory_order_relaxed); }
 
+  // Runs `cb` on the loop thread once, at the end of the current pass: after every ready
+  // descriptor, posted callback and due timer of the pass has been handled. For work that gains
+  // from being batched over a pass, such as writing everything many handlers queued on one
+  // connection in one system call. A callback may queue another; it runs in the same pass.
+  // Loop thread only.
+  void atEndOfPass(Callback cb) { endOfPass_.push_back(std::move(cb)); }
+
   // Destroys `object` after the current pass, when no callback can still be using it.
   template <typename T>
   void deferDelete(std::unique_ptr<T> object) {
@@ -118,6 +125,7 @@ class EventLoop : private net::Clock::Listener {
 
   void runDueTimers();
   void runPosted();
+  void runEndOfPass();
   void releaseDeferred();
   int nextTimeoutMs(std::chrono::milliseconds cap) const;
   std::error_code pass(std::chrono::milliseconds maxWait);
@@ -149,6 +157,8 @@ class EventLoop : private net::Clock::Listener {
   std::atomic<std::size_t> postedPending_{0};
   std::atomic<std::size_t> postedHighWater_{0};  // written under postedMutex_
 
+  std::vector<Callback> endOfPass_;
+  std::vector<Callback> endOfPassRunning_;
   std::vector<std::shared_ptr<void>> deferred_;
 };
 

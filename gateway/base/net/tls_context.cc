@@ -171,7 +171,11 @@ Result<std::unique_ptr<TlsContext>> TlsContext::client(const TlsClientOptions& o
   std::unique_ptr<TlsContext> owner(new TlsContext(ctx));
   SSL_CTX_set_app_data(ctx, owner.get());
   applyCommon(ctx, options.allowTls12);
-  if (SSL_CTX_load_verify_locations(ctx, options.caFile.c_str(), nullptr) != 1) {
+  if (options.caFile.empty()) {
+    if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+      return Error{ErrorCode::kTls, "cannot load the system's trusted CAs: " + takeOpenSslError()};
+    }
+  } else if (SSL_CTX_load_verify_locations(ctx, options.caFile.c_str(), nullptr) != 1) {
     return Error{ErrorCode::kTls, "cannot load CA " + options.caFile + ": " + takeOpenSslError()};
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);

@@ -25,7 +25,7 @@ struct TlsServerOptions {
 };
 
 struct TlsClientOptions {
-  std::string caFile;    // verifies the gateway's certificate
+  std::string caFile;    // verifies the server's certificate; empty = the system's trust store
   std::string certFile;  // the device's certificate; may be empty when set per connection
   std::string keyFile;
   bool allowTls12 = false;
