@@ -392,6 +392,7 @@ bool refusesVersion(const Connack& connack) {
 }
 
 Decoded decodeConnack(const Packet& packet, Connack& c) {
+  c = Connack{};
   Reader body(packet.body);
   uint8_t ackFlags = body.u8();
   c.code = body.u8();

@@ -599,6 +599,33 @@ TEST_CASE("a v5 CONNACK's properties (5.0 3.2.2.3)") {
   }
 }
 
+TEST_CASE("a Connack decoded again (the next connection) keeps nothing of the previous one") {
+  // As decodePublish, decodeAck and decodeDisconnect do: absent properties have their
+  // defaults whatever the struct held before.
+  const Bytes limited = b({0x20, 21, 0x01, 0x00, 18}) + b({0x21, 0x00, 10}) +
+                        b({0x27, 0x00, 0x00, 0x10, 0x00}) + b({0x24, 0x00, 0x25, 0x00}) +
+                        b({0x13, 0x00, 30}) + b({0x1F, 0x00, 0});
+  const Bytes plain = b({0x20, 0x03, 0x00, 0x00, 0x00});
+  const Bytes old311 = b({0x20, 0x02, 0x00, 0x00});
+
+  mqtt::Connack c;
+  REQUIRE(mqtt::decodeConnack(onePacket(limited), c).status == DecodeStatus::kOk);
+  REQUIRE(c.receiveMaximum == 10);
+  REQUIRE(mqtt::decodeConnack(onePacket(plain), c).status == DecodeStatus::kOk);
+  CHECK_FALSE(c.sessionPresent);
+  CHECK(c.receiveMaximum == 65535);
+  CHECK(c.maximumPacketSize == 0);
+  CHECK(c.maximumQos == 2);
+  CHECK(c.retainAvailable);
+  CHECK_FALSE(c.serverKeepAlive);
+
+  // A 3.1.1-shaped answer, then a v5 one: the second is not 3.1.1-shaped.
+  REQUIRE(mqtt::decodeConnack(onePacket(old311), c).status == DecodeStatus::kOk);
+  REQUIRE(c.shapedAs311);
+  REQUIRE(mqtt::decodeConnack(onePacket(plain), c).status == DecodeStatus::kOk);
+  CHECK_FALSE(c.shapedAs311);
+}
+
 // ---- PUBLISH ----
 
 TEST_CASE("an incoming v5 PUBLISH with properties, including a topic alias") {
