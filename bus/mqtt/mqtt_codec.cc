@@ -71,7 +71,9 @@ void putField(Bytes& out, std::string_view field) {
   putBytes(out, field.data(), field.size());
 }
 
-std::size_t fieldSize(std::string_view field) { return 2 + field.size(); }
+std::size_t fieldSize(std::string_view field) {
+  return 2 + field.size();
+}
 
 void putHeader(Bytes& out, uint8_t firstByte, std::size_t remaining) {
   out.push_back(firstByte);
@@ -223,7 +225,9 @@ bool readProperties(Reader& body, Take take) {
   return props.ok();
 }
 
-Decoded malformed(const char* why) { return {DecodeStatus::kMalformed, why}; }
+Decoded malformed(const char* why) {
+  return {DecodeStatus::kMalformed, why};
+}
 constexpr Decoded kOk{DecodeStatus::kOk, nullptr};
 
 }  // namespace
@@ -350,7 +354,9 @@ void encodeUnsubscribe(Bytes& out, Version version, uint16_t packetId,
   for (auto f : filters) putField(out, f);
 }
 
-void encodePingreq(Bytes& out) { putHeader(out, static_cast<uint8_t>(PacketType::kPingreq) << 4, 0); }
+void encodePingreq(Bytes& out) {
+  putHeader(out, static_cast<uint8_t>(PacketType::kPingreq) << 4, 0);
+}
 
 void encodeDisconnect(Bytes& out, Version version, uint8_t reasonCode) {
   if (version == Version::k5 && reasonCode != reason::kSuccess) {
