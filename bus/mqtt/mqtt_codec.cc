@@ -398,6 +398,7 @@ bool refusesVersion(const Connack& connack) {
 }
 
 Decoded decodeConnack(const Packet& packet, Connack& c) {
+  c = Connack{};
   Reader body(packet.body);
   uint8_t ackFlags = body.u8();
   c.code = body.u8();
@@ -415,13 +416,18 @@ Decoded decodeConnack(const Packet& packet, Connack& c) {
         return true;
       case kMaximumPacketSize:
         c.maximumPacketSize = r.u32();
+        if (c.maximumPacketSize == 0) r.fail();
         return true;
       case kMaximumQos:
         c.maximumQos = r.u8();
+        if (c.maximumQos > 1) r.fail();
         return true;
-      case kRetainAvailable:
-        c.retainAvailable = r.u8() != 0;
+      case kRetainAvailable: {
+        uint8_t available = r.u8();
+        if (available > 1) r.fail();
+        c.retainAvailable = available == 1;
         return true;
+      }
       case kServerKeepAlive:
         c.serverKeepAlive = r.u16();
         return true;
