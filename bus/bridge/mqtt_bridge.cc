@@ -69,49 +69,61 @@ Status MqttBridge::start() {
   link.tls = tls_.get();
   if (options_.mqttVersion == 5) link.version = mqtt::Version::k5;
   if (options_.mqttVersion == 4) link.version = mqtt::Version::k311;
-  link.clientId = options_.clientId;
   link.username = options_.username;
   link.password = options_.password;
-  // The last will marks the node offline if it dies without saying goodbye.
-  link.willTopic = topics_.nodeState(options_.node);
-  link.willPayload = nodeStateJson(false, 0);
   link.keepAlive = options_.keepAlive;
   link.maxInflight = static_cast<std::size_t>(std::max(1, options_.maxInflight));
   link.maxQueued = static_cast<std::size_t>(std::max(1, options_.maxBuffered));
-  mqtt::LinkListener& self = *this;  // a private base: convert here, where it is accessible
-  link_ = std::make_unique<mqtt::BrokerLink>(loop_, std::move(link), self);
-  link_->start();
+  const auto count = static_cast<std::size_t>(std::max(1, options_.connections));
+  for (std::size_t i = 0; i < count; ++i) {
+    mqtt::LinkOptions own = link;
+    own.clientId = i == 0 ? options_.clientId : options_.clientId + "-" + std::to_string(i + 1);
+    if (i == 0) {
+      // The last will marks the node offline if it dies without saying goodbye.
+      own.willTopic = topics_.nodeState(options_.node);
+      own.willPayload = nodeStateJson(false, 0);
+    }
+    auto entry = std::make_unique<Link>(*this, i);
+    entry->link = std::make_unique<mqtt::BrokerLink>(loop_, std::move(own), *entry);
+    links_.push_back(std::move(entry));
+  }
+  for (auto& entry : links_) entry->link->start();
   return {};
 }
 
-void MqttBridge::onLinkUp() {
+mqtt::BrokerLink& MqttBridge::linkFor(std::string_view device) {
+  return *links_[std::hash<std::string_view>{}(device) % links_.size()]->link;
+}
+
+void MqttBridge::onLinkUp(Link& link) {
   // The session is clean, so whatever the broker knew of this node is gone: subscribe and
   // announce again every time.
-  everConnected_ = true;
+  link.up = true;
+  link.everUp = true;
+  ++upLinks_;
   log::info(kComp, "connected to broker",
             {{"broker", options_.brokerUri},
-             {"mqtt", link_->version() == mqtt::Version::k5 ? "5" : "3.1.1"},
-             {"window", link_->window()}});
-  resubscribeAll();
-  publishNodeState(lastDeviceCount_);
-  listener_.onBusConnection(true);
+             {"link", link.index + 1},
+             {"mqtt", link.link->version() == mqtt::Version::k5 ? "5" : "3.1.1"},
+             {"window", link.link->window()}});
+  resubscribe(link);
+  if (link.index == 0) publishNodeState(lastDeviceCount_);
+  if (connected()) listener_.onBusConnection(true);
 }
 
-void MqttBridge::onLinkDown(std::string_view reason) {
+void MqttBridge::onLinkDown(Link& link, std::string_view reason) {
+  const bool wasConnected = connected();
+  link.up = false;
+  --upLinks_;
   log::warn(kComp, "lost broker connection, reconnecting",
-            {{"broker", options_.brokerUri}, {"cause", reason}});
-  listener_.onBusConnection(false);
+            {{"broker", options_.brokerUri}, {"link", link.index + 1}, {"cause", reason}});
+  if (wasConnected) listener_.onBusConnection(false);
 }
 
-void MqttBridge::onConnectFailed(std::string_view reason) {
-  log::warn(
-      kComp,
-      everConnected_ ? "cannot reach broker again, retrying" : "cannot reach broker, retrying",
-      {{"broker", options_.brokerUri}, {"error", reason}});
-}
-
-void MqttBridge::onPublished(uint64_t token, bool ok) {
-  listener_.onPublished(token, ok);
+void MqttBridge::onConnectFailed(Link& link, std::string_view reason) {
+  log::warn(kComp,
+            link.everUp ? "cannot reach broker again, retrying" : "cannot reach broker, retrying",
+            {{"broker", options_.brokerUri}, {"link", link.index + 1}, {"error", reason}});
 }
 
 void MqttBridge::onMessage(const mqtt::PublishIn& msg) {
@@ -154,40 +166,45 @@ mqtt::SubscribeFilter MqttBridge::filterFor(std::string_view filter) const {
   return f;
 }
 
-void MqttBridge::resubscribeAll() {
+void MqttBridge::resubscribe(Link& link) {
   std::vector<std::string> names;
   std::vector<mqtt::SubscribeFilter> batch;
   names.reserve(kSubscribeBatch);
   batch.reserve(kSubscribeBatch);
   auto flush = [&] {
     for (const auto& name : names) batch.push_back(filterFor(name));
-    link_->subscribe(batch);
+    link.link->subscribe(batch);
     names.clear();
     batch.clear();
   };
+  std::size_t restored = 0;
   for (const auto& device : devices_) {
+    if (&linkFor(device) != link.link.get()) continue;
     names.push_back(topics_.deviceInFilter(device));
+    ++restored;
     if (names.size() == kSubscribeBatch) flush();
   }
   if (!names.empty()) flush();
-  if (!devices_.empty()) {
-    log::info(kComp, "restored device subscriptions", {{"devices", devices_.size()}});
+  if (restored > 0) {
+    log::info(kComp, "restored device subscriptions",
+              {{"link", link.index + 1}, {"devices", restored}});
   }
 }
 
-void MqttBridge::publish(std::string_view topic, std::span<const uint8_t> payload, bool retained,
-                         uint64_t token, std::string_view correlation) {
+void MqttBridge::publish(mqtt::BrokerLink& link, std::string_view topic,
+                         std::span<const uint8_t> payload, bool retained, uint64_t token,
+                         std::string_view correlation) {
   mqtt::PublishOptions p;
   p.topic = topic;
   p.payload = payload;
   p.qos = 1;
   p.retain = retained;
-  if (link_->version() == mqtt::Version::k5) p.correlationData = correlation;
-  if (link_->publish(p, token)) return;
+  if (link.version() == mqtt::Version::k5) p.correlationData = correlation;
+  if (link.publish(p, token)) return;
   // Typically the queue is full while the broker is away: the device hears of it through a
   // failed ACK, after the caller has finished what it is doing.
   log::warn(kComp, "publish not accepted by the broker link (queue full or too large)",
-            {{"topic", topic}, {"queued", link_->queued()}});
+            {{"topic", topic}, {"queued", link.queued()}});
   if (token == 0) return;
   auto alive = alive_;
   loop_.atEndOfPass([this, alive, token] {
@@ -198,7 +215,7 @@ void MqttBridge::publish(std::string_view topic, std::span<const uint8_t> payloa
 void MqttBridge::publishDeviceMessage(std::string_view device, std::string_view event,
                                       std::span<const uint8_t> payload, uint64_t token) {
   topics_.deviceOut(topicScratch_, device, event);
-  publish(topicScratch_, payload, false, token);
+  publish(linkFor(device), topicScratch_, payload, false, token);
 }
 
 void MqttBridge::publishPresence(std::string_view device, const Presence& p) {
@@ -208,14 +225,14 @@ void MqttBridge::publishPresence(std::string_view device, const Presence& p) {
                       {"epoch", p.epochMs}};
   if (p.online) j["code"] = p.codeId;
   if (!p.reason.empty()) j["reason"] = p.reason;
-  publishText(topics_.deviceState(device), dumpJson(j), true);
+  publishText(linkFor(device), topics_.deviceState(device), dumpJson(j), true);
 }
 
 void MqttBridge::publishLog(std::string_view device, std::string_view level, std::string_view text,
                             uint64_t token) {
   nlohmann::json j = {{"level", level}, {"text", text}, {"ts", wallMs()}};
   std::string body = dumpJson(j);
-  publish(topics_.deviceLog(device), bytesOf(body), false, token);
+  publish(linkFor(device), topics_.deviceLog(device), bytesOf(body), false, token);
 }
 
 void MqttBridge::publishReceipt(std::string_view device, const Receipt& r) {
@@ -223,7 +240,7 @@ void MqttBridge::publishReceipt(std::string_view device, const Receipt& r) {
       {"event", r.event}, {"seq", r.seq}, {"status", r.status}, {"node", r.node}, {"ts", wallMs()}};
   if (!r.correlation.empty()) j["corr"] = r.correlation;
   std::string body = dumpJson(j);
-  publish(topics_.deviceAck(device), bytesOf(body), false, 0, r.correlation);
+  publish(linkFor(device), topics_.deviceAck(device), bytesOf(body), false, 0, r.correlation);
 }
 
 std::string MqttBridge::nodeStateJson(bool online, std::size_t devices) const {
@@ -236,46 +253,66 @@ std::string MqttBridge::nodeStateJson(bool online, std::size_t devices) const {
 
 void MqttBridge::publishNodeState(std::size_t devices) {
   lastDeviceCount_ = devices;
-  if (!connected()) return;  // published on (re)connect
-  publishText(topics_.nodeState(options_.node), nodeStateJson(true, devices), true);
+  if (links_.empty() || !links_.front()->up) return;  // published on (re)connect
+  publishText(nodeLink(), topics_.nodeState(options_.node), nodeStateJson(true, devices), true);
 }
 
 void MqttBridge::subscribeDevice(std::string_view device) {
   auto [it, inserted] = devices_.emplace(device);
-  if (!inserted || !connected()) return;
+  if (!inserted) return;
   std::string name = topics_.deviceInFilter(device);
   mqtt::SubscribeFilter filter = filterFor(name);
-  link_->subscribe(std::span(&filter, 1));
+  linkFor(device).subscribe(std::span(&filter, 1));  // sent only while up; else on reconnect
 }
 
 void MqttBridge::unsubscribeDevice(std::string_view device) {
   auto it = devices_.find(std::string(device));
   if (it == devices_.end()) return;
   devices_.erase(it);
-  if (!connected()) return;
   std::string name = topics_.deviceInFilter(device);
   std::string_view view = name;
-  link_->unsubscribe(std::span(&view, 1));
+  linkFor(device).unsubscribe(std::span(&view, 1));
+}
+
+bool MqttBridge::allIdle() const {
+  return std::all_of(links_.begin(), links_.end(),
+                     [](const auto& entry) { return entry->link->idle(); });
+}
+
+void MqttBridge::closeAll(bool will, std::chrono::milliseconds timeout) {
+  // The node link goes last: its will (or its absence) is the node's final word.
+  for (auto it = links_.rbegin(); it != links_.rend(); ++it) (*it)->link->close(will, timeout);
 }
 
 MqttBridge::StopOutcome MqttBridge::stop(std::chrono::milliseconds timeout) {
-  if (!link_) return StopOutcome::kNotConnected;
+  if (links_.empty()) return StopOutcome::kNotConnected;
   constexpr std::chrono::milliseconds kGoodbye{500};
-  if (!link_->up()) {
-    link_->close(false, kGoodbye);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto remaining = [&] {
+    return std::max(std::chrono::milliseconds(0),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now()));
+  };
+  if (!links_.front()->up) {
+    closeAll(false, kGoodbye);
     return StopOutcome::kNotConnected;
   }
-  // Queued behind everything still in flight: the offline presence the gateway just queued for
-  // each of its devices, device messages. Acknowledged in order.
-  publishText(topics_.nodeState(options_.node), nodeStateJson(false, 0), true);
-  bool acknowledged =
-      loop_.runUntil([this] { return !link_->up() || link_->idle(); }, timeout) && link_->up();
-  if (!link_->up()) {
-    link_->close(false, kGoodbye);
+  // First every device's offline presence (queued by the gateway on the devices' links), then
+  // the node's offline state on the node link, each acknowledged in order.
+  bool acknowledged = loop_.runUntil([this] { return !connected() || allIdle(); }, remaining());
+  if (acknowledged && connected()) {
+    publishText(nodeLink(), topics_.nodeState(options_.node), nodeStateJson(false, 0), true);
+    acknowledged =
+        loop_.runUntil([this] { return !connected() || allIdle(); }, remaining()) && connected();
+  } else {
+    acknowledged = false;
+  }
+  if (!links_.front()->up) {
+    closeAll(false, kGoodbye);
     return StopOutcome::kNotConnected;
   }
   if (acknowledged) {
-    link_->close(false, kGoodbye);
+    closeAll(false, kGoodbye);
     return StopOutcome::kClean;
   }
   // A normal DISCONNECT would make the broker discard the last will, and with it the only
@@ -283,7 +320,7 @@ MqttBridge::StopOutcome MqttBridge::stop(std::chrono::milliseconds timeout) {
   log::warn(kComp,
             "broker did not acknowledge the offline states in time; the last will marks "
             "this node offline");
-  link_->close(true, kGoodbye);
+  closeAll(true, kGoodbye);
   return StopOutcome::kWill;
 }
 

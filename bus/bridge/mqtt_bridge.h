@@ -1,5 +1,11 @@
-// MqttBridge: the gateway's connection to the MQTT broker, implementing DeviceBus on a
-// BrokerLink (bus/mqtt/broker_link.h) that the gateway's reactor drives.
+// MqttBridge: the gateway's connections to the MQTT broker, implementing DeviceBus on
+// BrokerLinks (bus/mqtt/broker_link.h) that the gateway's reactor drives.
+//
+// A node holds `connections` links (4 by default) and hashes each device onto one of them, so
+// everything of one device — its messages, presence, receipts and subscription — travels in
+// order on one connection, while the broker's per-client limits (mosquitto: 20 messages in
+// flight and 1000 queued per client by default) apply to a share of the devices each. Link 0
+// also carries the node state and the node's last will.
 //
 // Owned by the gateway and used on its reactor thread only; every DeviceBusListener callback
 // arrives on that thread, from inside the link's event handling. There is no other thread and
@@ -14,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "bus/bridge/result.h"
 #include "bus/device_bus/device_bus.h"
@@ -36,12 +43,13 @@ struct MqttBridgeOptions {
   std::string node;
   int mqttVersion = 0;  // 5, 4 (3.1.1), or 0: MQTT 5, falling back to 3.1.1
   int maxBuffered = 100000;
-  int maxInflight = 1024;  // unacknowledged publishes, at most (and never above the broker's
-                           // receive maximum)
+  int maxInflight = 1024;  // unacknowledged publishes per link, at most (and never above the
+                           // broker's receive maximum)
+  int connections = 4;     // links to the broker; client ids impgate-<node>, impgate-<node>-2, ...
   std::chrono::seconds keepAlive{20};
 };
 
-class MqttBridge final : public DeviceBus, private mqtt::LinkListener {
+class MqttBridge final : public DeviceBus {
  public:
   MqttBridge(net::EventLoop& loop, MqttBridgeOptions options, DeviceBusListener& listener);
   ~MqttBridge() override;
@@ -72,26 +80,48 @@ class MqttBridge final : public DeviceBus, private mqtt::LinkListener {
   void publishNodeState(std::size_t devices) override;
   void subscribeDevice(std::string_view device) override;
   void unsubscribeDevice(std::string_view device) override;
-  bool connected() const override { return link_ && link_->up(); }
+  // Every link is up.
+  bool connected() const override { return upLinks_ == links_.size() && !links_.empty(); }
   const TopicScheme& topics() const { return topics_; }
 
  private:
-  // mqtt::LinkListener
-  void onLinkUp() override;
-  void onLinkDown(std::string_view reason) override;
-  void onConnectFailed(std::string_view reason) override;
-  void onPublished(uint64_t token, bool ok) override;
-  void onMessage(const mqtt::PublishIn& message) override;
+  // One broker connection and what the bridge keeps of it.
+  struct Link final : mqtt::LinkListener {
+    Link(MqttBridge& bridge, std::size_t index) : bridge(bridge), index(index) {}
+    void onLinkUp() override { bridge.onLinkUp(*this); }
+    void onLinkDown(std::string_view reason) override { bridge.onLinkDown(*this, reason); }
+    void onConnectFailed(std::string_view reason) override {
+      bridge.onConnectFailed(*this, reason);
+    }
+    void onPublished(uint64_t token, bool ok) override { bridge.listener_.onPublished(token, ok); }
+    void onMessage(const mqtt::PublishIn& message) override { bridge.onMessage(message); }
 
-  void resubscribeAll();
+    MqttBridge& bridge;
+    std::size_t index;
+    std::unique_ptr<mqtt::BrokerLink> link;
+    bool up = false;
+    bool everUp = false;
+  };
+
+  void onLinkUp(Link& link);
+  void onLinkDown(Link& link, std::string_view reason);
+  void onConnectFailed(Link& link, std::string_view reason);
+  void onMessage(const mqtt::PublishIn& message);
+  mqtt::BrokerLink& linkFor(std::string_view device);
+  mqtt::BrokerLink& nodeLink() { return *links_.front()->link; }
+  bool allIdle() const;
+  void closeAll(bool will, std::chrono::milliseconds timeout);
+
+  void resubscribe(Link& link);
   mqtt::SubscribeFilter filterFor(std::string_view filter) const;
   // Publishes at QoS 1; reports the outcome under `token` (none when 0). A publish the link
   // cannot take fails at once (reported at the end of this pass, never from inside the call).
-  void publish(std::string_view topic, std::span<const uint8_t> payload, bool retained,
-               uint64_t token, std::string_view correlation = {});
-  void publishText(std::string_view topic, std::string_view text, bool retained) {
-    publish(topic, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), retained,
-            0);
+  void publish(mqtt::BrokerLink& link, std::string_view topic, std::span<const uint8_t> payload,
+               bool retained, uint64_t token, std::string_view correlation = {});
+  void publishText(mqtt::BrokerLink& link, std::string_view topic, std::string_view text,
+                   bool retained) {
+    publish(link, topic, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+            retained, 0);
   }
   std::string nodeStateJson(bool online, std::size_t devices) const;
 
@@ -100,12 +130,12 @@ class MqttBridge final : public DeviceBus, private mqtt::LinkListener {
   DeviceBusListener& listener_;
   TopicScheme topics_;
   std::unique_ptr<net::TlsContext> tls_;
-  std::unique_ptr<mqtt::BrokerLink> link_;
+  std::vector<std::unique_ptr<Link>> links_;
+  std::size_t upLinks_ = 0;
   std::unordered_set<std::string> devices_;  // subscriptions to restore after a reconnect
   std::string topicScratch_;                 // reused for every device message topic
   uint64_t startedMs_ = 0;
   std::size_t lastDeviceCount_ = 0;
-  bool everConnected_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

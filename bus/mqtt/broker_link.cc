@@ -33,12 +33,9 @@ void compact(Bytes& bytes, std::size_t& head) {
 
 std::string connackText(const Connack& c) {
   if (c.shapedAs311) {
-    static constexpr const char* kCodes[] = {"accepted",
-                                             "unacceptable protocol version",
-                                             "client identifier rejected",
-                                             "server unavailable",
-                                             "bad user name or password",
-                                             "not authorized"};
+    static constexpr const char* kCodes[] = {
+        "accepted",           "unacceptable protocol version", "client identifier rejected",
+        "server unavailable", "bad user name or password",     "not authorized"};
     return c.code < std::size(kCodes) ? kCodes[c.code] : "return code " + std::to_string(c.code);
   }
   char hex[8];
@@ -54,9 +51,9 @@ base::Result<BrokerAddress, UriError> parseBrokerUri(std::string_view uri) {
   BrokerAddress address;
   auto scheme = uri.find("://");
   if (scheme == std::string_view::npos) {
-    return base::Error<UriError>{UriError::kInvalid,
-                                 "expected tcp://, mqtt://, ssl:// or mqtts:// in '" +
-                                     std::string(uri) + "'"};
+    return base::Error<UriError>{
+        UriError::kInvalid,
+        "expected tcp://, mqtt://, ssl:// or mqtts:// in '" + std::string(uri) + "'"};
   }
   std::string_view name = uri.substr(0, scheme);
   if (name == "tcp" || name == "mqtt") {
@@ -75,7 +72,8 @@ base::Result<BrokerAddress, UriError> parseBrokerUri(std::string_view uri) {
   if (!rest.empty() && rest.front() == '[') {
     auto close = rest.find(']');
     if (close == std::string_view::npos) {
-      return base::Error<UriError>{UriError::kInvalid, "unclosed '[' in '" + std::string(uri) + "'"};
+      return base::Error<UriError>{UriError::kInvalid,
+                                   "unclosed '[' in '" + std::string(uri) + "'"};
     }
     host = rest.substr(1, close - 1);
     if (close + 1 < rest.size()) {
@@ -273,8 +271,8 @@ void BrokerLink::readAvailable() {
 bool BrokerLink::parse() {
   for (;;) {
     Packet packet;
-    Decoded d = nextPacket(std::span(in_.data() + inHead_, inEnd_ - inHead_),
-                           options_.maxPacketIn, packet);
+    Decoded d =
+        nextPacket(std::span(in_.data() + inHead_, inEnd_ - inHead_), options_.maxPacketIn, packet);
     if (d.status == DecodeStatus::kNeedMore) break;
     if (d.status == DecodeStatus::kMalformed) {
       fail(std::string("malformed packet from the broker: ") + d.error);
@@ -313,9 +311,9 @@ bool BrokerLink::handlePacket(const Packet& packet) {
       auto refused = std::count_if(ack.codes.begin(), ack.codes.end(),
                                    [](uint8_t code) { return code >= 0x80; });
       if (refused > 0) {
-        log::warn(kComp, packet.type == PacketType::kSuback
-                             ? "the broker refused subscriptions"
-                             : "the broker refused to remove subscriptions",
+        log::warn(kComp,
+                  packet.type == PacketType::kSuback ? "the broker refused subscriptions"
+                                                     : "the broker refused to remove subscriptions",
                   {{"filters", refused}, {"code", ack.codes[0]}});
       }
       break;
@@ -360,8 +358,8 @@ void BrokerLink::handleConnack(const Packet& packet) {
   window_ = std::min<std::size_t>(options_.maxInflight,
                                   version_ == Version::k5 ? connack.receiveMaximum : 65535);
   maxPacketOut_ = connack.maximumPacketSize ? connack.maximumPacketSize : kMaxRemainingLength;
-  keepAlive_ = connack.serverKeepAlive ? std::chrono::seconds(*connack.serverKeepAlive)
-                                       : options_.keepAlive;
+  keepAlive_ =
+      connack.serverKeepAlive ? std::chrono::seconds(*connack.serverKeepAlive) : options_.keepAlive;
   state_ = State::kUp;
   retryDelay_ = options_.retryMin;
   lastReceived_ = loop_.now();
@@ -662,8 +660,8 @@ void BrokerLink::close(bool will, std::chrono::milliseconds timeout) {
                        will ? uint8_t{reason::kDisconnectWithWill} : uint8_t{reason::kSuccess});
     }
     flush();
-    (void)loop_.runUntil(
-        [this] { return state_ != State::kUp || outHead_ == out_.size(); }, timeout);
+    (void)loop_.runUntil([this] { return state_ != State::kUp || outHead_ == out_.size(); },
+                         timeout);
     if (transport_ && !will) transport_->shutdown();
     if (retryTimer_) loop_.cancel(retryTimer_);  // set when the connection broke meanwhile
     retryTimer_ = 0;

@@ -57,8 +57,8 @@ struct LinkOptions {
   std::string willTopic;  // a retained QoS 1 last will, when not empty
   std::string willPayload;
   std::chrono::seconds keepAlive{20};
-  std::size_t maxInflight = 1024;   // our own cap on unacknowledged publishes (at most 32768)
-  std::size_t maxQueued = 100000;   // publishes waiting for the window or the connection
+  std::size_t maxInflight = 1024;      // our own cap on unacknowledged publishes (at most 32768)
+  std::size_t maxQueued = 100000;      // publishes waiting for the window or the connection
   std::size_t maxPacketIn = 16 << 20;  // larger packets from the broker break the connection
   std::chrono::milliseconds connectTimeout{5000};
   std::chrono::milliseconds retryMin{1000};
@@ -153,7 +153,8 @@ class BrokerLink final : public net::IoHandler {
   void tick();
   // Ends the current connection (or attempt) and schedules the next attempt, after the
   // backoff unless `retryIn` says otherwise.
-  void fail(std::string_view reason, std::chrono::milliseconds retryIn = std::chrono::milliseconds(-1));
+  void fail(std::string_view reason,
+            std::chrono::milliseconds retryIn = std::chrono::milliseconds(-1));
   void closeSocket();
   uint16_t takeSlot();
   void track(uint16_t packetId, uint64_t token, std::span<const uint8_t> packet,
@@ -183,7 +184,7 @@ class BrokerLink final : public net::IoHandler {
   std::size_t inHead_ = 0;
   std::size_t inEnd_ = 0;
   bool readWantsWrite_ = false;  // TLS must write before the read can go on
-  Bytes queueBytes_;  // encoded publishes waiting, in order
+  Bytes queueBytes_;             // encoded publishes waiting, in order
   std::size_t queueHead_ = 0;
   std::deque<Queued> queue_;
 

@@ -86,6 +86,7 @@ Status applySetting(const std::string& rawKey, const std::string& v, GatewayConf
       {"mqtt-cert", text(c.mqttCertFile)},
       {"mqtt-key", text(c.mqttKeyFile)},
       {"mqtt-buffer", [&] { return parseNumber(key, v, c.mqttBuffer); }},
+      {"mqtt-connections", [&] { return parseNumber(key, v, c.mqttConnections); }},
       {"tls-cert", text(c.tlsCert)},
       {"tls-key", text(c.tlsKey)},
       {"tls-client-ca", text(c.tlsClientCa)},
@@ -158,6 +159,9 @@ Status validate(const GatewayConfig& c) {
   }
   if (c.keepalive.count() > 65535) return invalid("keepalive must be at most 65535 seconds");
   if (c.mqttBuffer <= 0) return invalid("mqtt-buffer must be positive");
+  if (c.mqttConnections < 1 || c.mqttConnections > 64) {
+    return invalid("mqtt-connections must be 1 to 64");
+  }
   if (c.maxConnections == 0) return invalid("max-connections must be positive");
   if (c.maxInflightPublishes == 0) return invalid("max-inflight must be positive");
   if (c.maxInflightPublishes > 4096) return invalid("max-inflight must be at most 4096");

@@ -32,6 +32,7 @@ struct GatewayConfig {
   std::string mqttCertFile;
   std::string mqttKeyFile;
   int mqttBuffer = 100000;  // publishes buffered while the broker is unreachable
+  int mqttConnections = 4;  // connections to the broker, devices hashed onto them
 
   // TLS: credentials default to the home's gateway certificate and fleet CA.
   std::string tlsCert;

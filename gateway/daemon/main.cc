@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
       {"mqtt-cert", "Client certificate for the broker"},
       {"mqtt-key", "Client key for the broker"},
       {"mqtt-buffer", "Messages buffered while the broker is unreachable"},
+      {"mqtt-connections", "Connections to the broker; devices are hashed onto them (default 4)"},
       {"tls-cert", "Gateway certificate (default: home/gateway/gateway.crt)"},
       {"tls-key", "Gateway key (default: home/gateway/gateway.key)"},
       {"tls-client-ca", "CA that issues device certificates (default: home/ca/ca.crt)"},
@@ -195,6 +196,7 @@ int main(int argc, char** argv) {
   busOptions.node = config.node;
   busOptions.mqttVersion = !config.mqttVersion ? 0 : *config.mqttVersion == 5 ? 5 : 4;
   busOptions.maxBuffered = config.mqttBuffer;
+  busOptions.connections = config.mqttConnections;
   bus::MqttBridge bridge(loop, busOptions, gw);
   gw.setBus(bridge);
 

@@ -31,6 +31,8 @@ IoResult PlainTransport::write(std::span<const uint8_t> from) {
   }
 }
 
-void PlainTransport::shutdown() { ::shutdown(fd_, SHUT_WR); }
+void PlainTransport::shutdown() {
+  ::shutdown(fd_, SHUT_WR);
+}
 
 }  // namespace impgate::net
