@@ -193,11 +193,11 @@ void MqttBridge::resubscribe(Link& link) {
 
 void MqttBridge::publish(mqtt::BrokerLink& link, std::string_view topic,
                          std::span<const uint8_t> payload, bool retained, uint64_t token,
-                         std::string_view correlation) {
+                         std::string_view correlation, uint8_t qos) {
   mqtt::PublishOptions p;
   p.topic = topic;
   p.payload = payload;
-  p.qos = 1;
+  p.qos = qos;
   p.retain = retained;
   if (link.version() == mqtt::Version::k5) p.correlationData = correlation;
   if (link.publish(p, token)) return;
@@ -213,9 +213,10 @@ void MqttBridge::publish(mqtt::BrokerLink& link, std::string_view topic,
 }
 
 void MqttBridge::publishDeviceMessage(std::string_view device, std::string_view event,
-                                      std::span<const uint8_t> payload, uint64_t token) {
+                                      std::span<const uint8_t> payload, bool acknowledged,
+                                      uint64_t token) {
   topics_.deviceOut(topicScratch_, device, event);
-  publish(linkFor(device), topicScratch_, payload, false, token);
+  publish(linkFor(device), topicScratch_, payload, false, token, {}, acknowledged ? 1 : 0);
 }
 
 void MqttBridge::publishPresence(std::string_view device, const Presence& p) {

@@ -72,7 +72,8 @@ class MqttBridge final : public DeviceBus {
   StopOutcome stop(std::chrono::milliseconds timeout);
 
   void publishDeviceMessage(std::string_view device, std::string_view event,
-                            std::span<const uint8_t> payload, uint64_t token) override;
+                            std::span<const uint8_t> payload, bool acknowledged,
+                            uint64_t token) override;
   void publishPresence(std::string_view device, const Presence& presence) override;
   void publishLog(std::string_view device, std::string_view level, std::string_view text,
                   uint64_t token) override;
@@ -114,10 +115,10 @@ class MqttBridge final : public DeviceBus {
 
   void resubscribe(Link& link);
   mqtt::SubscribeFilter filterFor(std::string_view filter) const;
-  // Publishes at QoS 1; reports the outcome under `token` (none when 0). A publish the link
-  // cannot take fails at once (reported at the end of this pass, never from inside the call).
+  // Publishes (QoS 1 unless told); reports the outcome under `token` (none when 0). A publish the
+  // link cannot take fails at once (reported at the end of this pass, never from inside the call).
   void publish(mqtt::BrokerLink& link, std::string_view topic, std::span<const uint8_t> payload,
-               bool retained, uint64_t token, std::string_view correlation = {});
+               bool retained, uint64_t token, std::string_view correlation = {}, uint8_t qos = 1);
   void publishText(mqtt::BrokerLink& link, std::string_view topic, std::string_view text,
                    bool retained) {
     publish(link, topic, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()),

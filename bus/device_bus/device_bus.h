@@ -56,10 +56,13 @@ class DeviceBus {
  public:
   virtual ~DeviceBus() = default;
 
-  // Publishes a device -> agent message at QoS 1. onPublished(token, ...) follows, unless
-  // token is 0.
+  // Publishes a device -> agent message: at QoS 1 when the device wants an ACK (onPublished
+  // follows the broker's acknowledgement), else at QoS 0 (onPublished follows once the message
+  // has been written to the broker's connection, which is what paces the device). No
+  // onPublished when token is 0.
   virtual void publishDeviceMessage(std::string_view device, std::string_view event,
-                                    std::span<const uint8_t> payload, uint64_t token) = 0;
+                                    std::span<const uint8_t> payload, bool acknowledged,
+                                    uint64_t token) = 0;
   virtual void publishPresence(std::string_view device, const Presence& presence) = 0;
   // Publishes a device log line; onPublished(token, ...) follows unless token is 0, so log
   // lines count against the same per-device limits as messages.

@@ -400,6 +400,7 @@ bool BrokerLink::publish(const PublishOptions& publish, uint64_t token) {
   if (state_ == State::kUp && queue_.empty() && (publish.qos == 0 || inflight_ < window_)) {
     if (publish.qos == 0) {
       encodePublish(out_, version_, publish);
+      if (token != 0) awaitingWrite_.push_back({outDropped_ + out_.size(), token});
     } else {
       PublishOptions numbered = publish;
       numbered.packetId = takeSlot();
@@ -464,6 +465,9 @@ void BrokerLink::pump() {
       track(id, entry.token, packet, entry.idOffset);
     }
     out_.insert(out_.end(), packet.begin(), packet.end());
+    if (entry.idOffset == 0 && entry.token != 0) {
+      awaitingWrite_.push_back({outDropped_ + out_.size(), entry.token});
+    }
     moved = true;
   }
   compact(queueBytes_, queueHead_);
@@ -517,8 +521,20 @@ void BrokerLink::flush() {
     }
     return fail("write to the broker failed: " + transport_->lastError());
   }
-  compact(out_, outHead_);
+  compactOut();
   updateInterest();
+  // QoS 0 publishes are done once written. A callback may publish again: that only appends.
+  while (!awaitingWrite_.empty() && awaitingWrite_.front().end <= outDropped_ + outHead_) {
+    uint64_t token = awaitingWrite_.front().token;
+    awaitingWrite_.pop_front();
+    listener_.onPublished(token, true);
+  }
+}
+
+void BrokerLink::compactOut() {
+  std::size_t before = outHead_;
+  compact(out_, outHead_);
+  outDropped_ += before - outHead_;
 }
 
 void BrokerLink::updateInterest() {
@@ -601,6 +617,8 @@ void BrokerLink::fail(std::string_view reason, std::chrono::milliseconds retryIn
     }
   }
   inflight_ = 0;
+  for (const AwaitingWrite& w : awaitingWrite_) failed.push_back(w.token);
+  awaitingWrite_.clear();
   if (!kept.empty()) {
     std::sort(kept.begin(), kept.end(),
               [](const Slot* a, const Slot* b) { return a->sequence < b->sequence; });
@@ -642,6 +660,7 @@ void BrokerLink::closeSocket() {
   }
   out_.clear();
   outHead_ = 0;
+  outDropped_ = 0;
   in_.clear();
   inHead_ = inEnd_ = 0;
   readWantsWrite_ = false;
@@ -673,6 +692,7 @@ void BrokerLink::close(bool will, std::chrono::milliseconds timeout) {
   queueHead_ = 0;
   for (Slot& slot : slots_) slot.used = false;
   inflight_ = 0;
+  awaitingWrite_.clear();
 }
 
 }  // namespace impgate::bus::mqtt

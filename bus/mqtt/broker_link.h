@@ -92,9 +92,11 @@ class BrokerLink final : public net::IoHandler {
   // Starts connecting (and keeps reconnecting until close()).
   void start();
 
-  // Publishes at QoS 1 (or 0 when publish.qos is 0; then no onPublished follows). `token` 0
-  // asks for no onPublished. Returns false, with nothing queued and nothing reported, when the
-  // queue is full or the packet is larger than the broker accepts.
+  // Publishes at publish.qos (0 or 1). onPublished(token, ...) follows unless `token` is 0: at
+  // QoS 1 when the broker acknowledged, at QoS 0 once the packet has been written to the
+  // connection (so that QoS 0 publishers are paced by the socket). Returns false, with nothing
+  // queued and nothing reported, when the queue is full or the packet is larger than the broker
+  // accepts.
   [[nodiscard]] bool publish(const PublishOptions& publish, uint64_t token);
   // Sent only while up (subscriptions do not outlive a connection: restore them in onLinkUp).
   void subscribe(std::span<const SubscribeFilter> filters);
@@ -148,6 +150,7 @@ class BrokerLink final : public net::IoHandler {
   // Moves queued publishes into the window while it has room.
   void pump();
   void flush();
+  void compactOut();
   void scheduleFlush();
   void updateInterest();
   void tick();
@@ -180,7 +183,13 @@ class BrokerLink final : public net::IoHandler {
 
   Bytes out_;
   std::size_t outHead_ = 0;
-  Bytes in_;  // in_[inHead_, inEnd_) is read and not yet handled
+  uint64_t outDropped_ = 0;  // bytes removed from out_'s front: out_[i] is byte outDropped_ + i
+  struct AwaitingWrite {
+    uint64_t end;  // position after the packet's last byte
+    uint64_t token;
+  };
+  std::deque<AwaitingWrite> awaitingWrite_;  // QoS 0 publishes with a token, in order
+  Bytes in_;                                 // in_[inHead_, inEnd_) is read and not yet handled
   std::size_t inHead_ = 0;
   std::size_t inEnd_ = 0;
   bool readWantsWrite_ = false;  // TLS must write before the read can go on

@@ -261,7 +261,7 @@ void DeviceSession::handleHello(const protocol::Hello& hello) {
 
 void DeviceSession::handleMsg(const protocol::Msg& msg) {
   uint64_t token = startPublish(msg.id, msg.ackWanted);
-  gateway_.bus().publishDeviceMessage(deviceId_, msg.event, msg.payload, token);
+  gateway_.bus().publishDeviceMessage(deviceId_, msg.event, msg.payload, msg.ackWanted, token);
 }
 
 uint64_t DeviceSession::startPublish(uint32_t messageId, bool ackWanted) {

@@ -52,6 +52,7 @@ TEST_CASE("a device MSG is published, and ACKed only once the bus confirms it") 
   CHECK(p.event == "temp");
   CHECK(p.payload == "21.5");
   CHECK(p.token != 0);
+  CHECK(p.acknowledged);
 
   // Not confirmed yet: no ACK, even after everything the gateway wrote has arrived.
   h.flushToDevice(dev);
@@ -77,7 +78,7 @@ TEST_CASE("a publish the bus fails is answered with ACK failed") {
   CHECK(h.onLoop([&] { return dev.client->online(); }));
 }
 
-TEST_CASE("a MSG without ack wanted is published but never ACKed") {
+TEST_CASE("a MSG without ack wanted is published fire-and-forget and never ACKed") {
   GatewayHarness h;
   TestDevice& dev = h.connectDevice("dev-1");
 
@@ -85,6 +86,8 @@ TEST_CASE("a MSG without ack wanted is published but never ACKed") {
   Publish p = publishes(h, 1).at(0);
   CHECK(id != 0);
   CHECK(p.payload.empty());
+  CHECK_FALSE(p.acknowledged);  // QoS 0 on the bus, like an MQTT device's fire-and-forget
+  CHECK(p.token != 0);          // still paced: it counts against max-inflight until written
 
   h.onLoop([&] { h.gateway().onPublished(p.token, true); });
   h.flushToDevice(dev);

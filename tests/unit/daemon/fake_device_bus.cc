@@ -3,9 +3,10 @@
 namespace impgate::testing {
 
 void FakeDeviceBus::publishDeviceMessage(std::string_view device, std::string_view event,
-                                         std::span<const uint8_t> payload, uint64_t token) {
+                                         std::span<const uint8_t> payload, bool acknowledged,
+                                         uint64_t token) {
   publishes.push_back(Publish{std::string(device), std::string(event),
-                              std::string(payload.begin(), payload.end()), token});
+                              std::string(payload.begin(), payload.end()), token, acknowledged});
   calls.push_back("publish " + std::string(device) + " " + std::string(event));
 }
 

@@ -21,6 +21,7 @@ class FakeDeviceBus final : public bus::DeviceBus {
     std::string event;
     std::string payload;
     uint64_t token = 0;
+    bool acknowledged = true;  // QoS 1 (the device wants an ACK) or fire-and-forget
   };
   struct PresenceRecord {
     std::string device;
@@ -59,7 +60,8 @@ class FakeDeviceBus final : public bus::DeviceBus {
   bool isConnected = true;
 
   void publishDeviceMessage(std::string_view device, std::string_view event,
-                            std::span<const uint8_t> payload, uint64_t token) override;
+                            std::span<const uint8_t> payload, bool acknowledged,
+                            uint64_t token) override;
   void publishPresence(std::string_view device, const bus::Presence& presence) override;
   void publishLog(std::string_view device, std::string_view level, std::string_view text,
                   uint64_t token) override;
