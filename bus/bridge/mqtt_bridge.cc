@@ -275,6 +275,16 @@ void MqttBridge::unsubscribeDevice(std::string_view device) {
   linkFor(device).unsubscribe(std::span(&view, 1));
 }
 
+MqttBridge::Stats MqttBridge::stats() const {
+  Stats stats;
+  for (const auto& entry : links_) {
+    stats.inflight += entry->link->inflight();
+    stats.queued += entry->link->queued();
+  }
+  stats.linksUp = upLinks_;
+  return stats;
+}
+
 bool MqttBridge::allIdle() const {
   return std::all_of(links_.begin(), links_.end(),
                      [](const auto& entry) { return entry->link->idle(); });

@@ -85,6 +85,13 @@ class MqttBridge final : public DeviceBus {
   bool connected() const override { return upLinks_ == links_.size() && !links_.empty(); }
   const TopicScheme& topics() const { return topics_; }
 
+  struct Stats {
+    std::size_t inflight = 0;  // publishes the broker has not acknowledged yet, all links
+    std::size_t queued = 0;    // publishes waiting for a receive window or a connection
+    std::size_t linksUp = 0;
+  };
+  Stats stats() const;
+
  private:
   // One broker connection and what the bridge keeps of it.
   struct Link final : mqtt::LinkListener {

@@ -208,6 +208,18 @@ int main(int argc, char** argv) {
     printError(started.error().message);
     return 1;
   }
+  metrics::Gauge& busInflight = registry.gauge(
+      "impgate_bus_inflight", "publishes sent to the broker and not yet acknowledged, all links");
+  metrics::Gauge& busQueued = registry.gauge(
+      "impgate_bus_queued", "publishes waiting for the broker's receive window or a connection");
+  metrics::Gauge& busLinks =
+      registry.gauge("impgate_bus_links_up", "connections to the broker that are up");
+  (void)loop.runEvery(std::chrono::seconds(1), [&] {
+    auto bus = bridge.stats();
+    busInflight.set(static_cast<int64_t>(bus.inflight));
+    busQueued.set(static_cast<int64_t>(bus.queued));
+    busLinks.set(static_cast<int64_t>(bus.linksUp));
+  });
 
   std::unique_ptr<metrics::MetricsServer> metricsServer;
   if (!config.metrics.empty()) {
