@@ -19,6 +19,8 @@ constexpr int kReadsPerEvent = 16;
 // The sent prefix of a session's output buffer is dropped once it is this large (and at least
 // half the buffer).
 constexpr std::size_t kCompactAfter = 64 * 1024;
+// Output buffer capacity a connection keeps between passes while busy (returned by the sweep).
+constexpr std::size_t kKeepOutputCapacity = 16 * 1024;
 
 using protocol::ByeReason;
 
@@ -66,7 +68,10 @@ void DeviceSession::updateInterest() {
   // on input that stays in the socket until the pending TLS write is out.
   if (!readPaused_ && !readWantsWrite_) want |= EPOLLIN;
   if (writeWantsRead_) want |= EPOLLIN;
-  if (readWantsWrite_ || (!output_.empty() && !writeWantsRead_)) want |= EPOLLOUT;
+  // Output written at the end of this pass (flushScheduled_) needs no readiness event.
+  if (readWantsWrite_ || (outputQueued() > 0 && !flushScheduled_ && !writeWantsRead_)) {
+    want |= EPOLLOUT;
+  }
   watchEvents(want);
 }
 
@@ -395,31 +400,21 @@ void DeviceSession::sendFrame(const FrameT& frame) {
 }
 
 void DeviceSession::write(std::span<const uint8_t> bytes) {
-  if (!output_.empty()) {
-    if (outputQueued() + bytes.size() > gateway_.config().maxOutputBuffer) {
-      fail(ErrorReason::kOutputOverflow, ByeReason::kOverloaded, "device is not reading");
-      return;
-    }
-    output_.insert(output_.end(), bytes.begin(), bytes.end());
+  if (outputQueued() > 0 && outputQueued() + bytes.size() > gateway_.config().maxOutputBuffer) {
+    fail(ErrorReason::kOutputOverflow, ByeReason::kOverloaded, "device is not reading");
     return;
   }
-  while (!bytes.empty()) {
-    net::IoResult r = transport_->write(bytes);
-    if (r.status == net::IoStatus::kOk) {
-      gateway_.stats().bytesOut.inc(r.bytes);
-      bytes = bytes.subspan(r.bytes);
-      continue;
-    }
-    if (r.status == net::IoStatus::kWantWrite || r.status == net::IoStatus::kWantRead) {
-      output_.assign(bytes.begin(), bytes.end());
-      outputSent_ = 0;
-      writeWantsRead_ = r.status == net::IoStatus::kWantRead;
-      updateInterest();
-      return;
-    }
-    end("connection_lost", false, ByeReason::kNormal);
-    return;
-  }
+  // Frames made in one pass of the event loop (the ACKs for a burst of broker acknowledgements,
+  // a burst of agent messages) leave together at the end of the pass: one TLS record, one
+  // write.
+  output_.insert(output_.end(), bytes.begin(), bytes.end());
+  if (flushScheduled_) return;
+  flushScheduled_ = true;
+  // Sessions are destroyed only after the pass (deferDelete), so `this` outlives the call.
+  gateway_.loop().atEndOfPass([this] {
+    flushScheduled_ = false;
+    if (state_ != State::kClosed && !writeWantsRead_) flushOutput();
+  });
 }
 
 void DeviceSession::flushOutput() {
@@ -435,9 +430,10 @@ void DeviceSession::flushOutput() {
     outputSent_ += r.bytes;
   }
   if (outputSent_ == output_.size()) {
-    // An idle connection keeps no buffer.
+    // A busy connection keeps a small buffer for its next pass; the sweep takes it back once
+    // the connection is idle, and a big one goes at once.
     output_.clear();
-    output_.shrink_to_fit();
+    if (output_.capacity() > kKeepOutputCapacity) output_.shrink_to_fit();
     outputSent_ = 0;
   } else if (outputSent_ >= kCompactAfter && outputSent_ >= output_.size() / 2) {
     // Moving the rest costs no more than what was sent since the last move: O(bytes) overall.
@@ -464,6 +460,10 @@ void DeviceSession::sweep(uint32_t now) {
   // message) and gives it back once a sweep finds it empty.
   if (inflight_.empty() && inflight_.capacity() > 0) {
     inflight_.shrink_to_fit();
+    reaccount();
+  }
+  if (output_.empty() && output_.capacity() > 0 && !flushScheduled_) {
+    output_.shrink_to_fit();
     reaccount();
   }
   // A paused device is silent because we stopped reading it, not because it is gone.
@@ -505,8 +505,16 @@ void DeviceSession::closeNow(std::string_view why, bool sendBye, ByeReason bye) 
     std::vector<uint8_t>& scratch = gateway_.frameScratch();
     scratch.clear();
     protocol::encode(protocol::Bye{bye, why}, scratch);
-    // Best effort: a device that does not read will not get it, and that is fine.
-    if (output_.empty()) transport_->write(scratch);
+    output_.insert(output_.end(), scratch.begin(), scratch.end());
+  }
+  if (state_ != State::kHandshake) {
+    // Best effort, now: what this pass queued, then the BYE. A device that does not read will
+    // not get them, and that is fine.
+    while (outputSent_ < output_.size()) {
+      net::IoResult r = transport_->write(std::span(output_).subspan(outputSent_));
+      if (r.status != net::IoStatus::kOk) break;
+      outputSent_ += r.bytes;
+    }
   }
   if (state_ != State::kHandshake) transport_->shutdown();
   State was = state_;

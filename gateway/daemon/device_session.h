@@ -139,6 +139,7 @@ class DeviceSession final : public net::IoHandler {
   // read waits for EPOLLIN; that event then resumes the blocked operation.
   bool readWantsWrite_ = false;
   bool writeWantsRead_ = false;
+  bool flushScheduled_ = false;  // output_ goes out at the end of this pass
 };
 
 }  // namespace impgate::gateway
