@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "bus/bridge/receipt_json.h"
 #include "gateway/base/log.h"
 
 namespace impgate::bus {
@@ -237,11 +238,10 @@ void MqttBridge::publishLog(std::string_view device, std::string_view level, std
 }
 
 void MqttBridge::publishReceipt(std::string_view device, const Receipt& r) {
-  nlohmann::json j = {
-      {"event", r.event}, {"seq", r.seq}, {"status", r.status}, {"node", r.node}, {"ts", wallMs()}};
-  if (!r.correlation.empty()) j["corr"] = r.correlation;
-  std::string body = dumpJson(j);
-  publish(linkFor(device), topics_.deviceAck(device), bytesOf(body), false, 0, r.correlation);
+  // One per agent message that asked for it: written into a reused buffer.
+  std::string& j = receiptScratch_;
+  writeReceiptJson(j, r, wallMs());
+  publish(linkFor(device), topics_.deviceAck(device), bytesOf(j), false, 0, r.correlation);
 }
 
 std::string MqttBridge::nodeStateJson(bool online, std::size_t devices) const {

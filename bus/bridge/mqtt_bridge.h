@@ -142,6 +142,7 @@ class MqttBridge final : public DeviceBus {
   std::size_t upLinks_ = 0;
   std::unordered_set<std::string> devices_;  // subscriptions to restore after a reconnect
   std::string topicScratch_;                 // reused for every device message topic
+  std::string receiptScratch_;               // reused for every receipt
   uint64_t startedMs_ = 0;
   std::size_t lastDeviceCount_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
