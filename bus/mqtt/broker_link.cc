@@ -569,8 +569,11 @@ void BrokerLink::switchVersion(Version version) {
   for (const Queued& entry : entries) {
     Packet packet;
     PublishIn in;
-    std::span<const uint8_t> bytes(old.data() + offset, entry.size);
+    std::span<uint8_t> bytes(old.data() + offset, entry.size);
     offset += entry.size;
+    // A queued QoS 1 publish has packet id 0 until pump() numbers it, which the decoder
+    // refuses: give the old copy any valid id (the new one is numbered in pump() again).
+    if (entry.idOffset != 0) setPacketId(bytes, entry.idOffset, 1);
     if (nextPacket(bytes, 0, packet).status != DecodeStatus::kOk ||
         decodePublish(packet, version_, in).status != DecodeStatus::kOk) {
       continue;  // cannot happen: these are our own packets

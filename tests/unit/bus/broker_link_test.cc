@@ -292,6 +292,44 @@ TEST_CASE("BrokerLink after a broken connection: tokens fail once, token-0 publi
 
 // ---- version fallback ----
 
+TEST_CASE("BrokerLink falls back to MQTT 3.1.1 at once when no version is configured") {
+  Rig rig;
+  ConnackScript refuse = v311Connack(1);  // unacceptable protocol version
+  SECTION("3.1.1-shaped refusal") {}
+  SECTION("MQTT 5 reason 0x84") {
+    refuse = v5Connack();
+    refuse.code = reason::kUnsupportedProtocolVersion;
+  }
+  rig.broker.connacks.push_back(refuse);
+  rig.broker.defaultConnack = v311Connack(0);
+  LinkOptions o = rig.options();
+  o.retryMin = 5000ms;  // "at once" must not mean "after the backoff"
+  rig.make(o);
+  // Queued before the first connection, so encoded for MQTT 5 at first.
+  REQUIRE(rig.publish("t/v", "first", 1));
+  REQUIRE(rig.publish("t/v", "second", 0));
+  rig.link->start();
+
+  REQUIRE(rig.until([&] { return rig.link->up(); }, 2000ms));
+  CHECK(rig.link->version() == Version::k311);
+  CHECK(rig.events.order == std::vector<std::string>{"failed", "up"});
+  auto connects = rig.broker.packets(PacketType::kConnect);
+  REQUIRE(connects.size() == 2);
+  CHECK(connects[0]->protocolLevel == 5);
+  CHECK(connects[1]->protocolLevel == 4);
+  CHECK(connects[1]->protocolName == "MQTT");
+
+  REQUIRE(rig.until([&] { return rig.events.published.size() == 1 && rig.link->idle(); }));
+  // Decoded as 3.1.1: a left-over MQTT 5 property length would show in the payload.
+  auto publishes = rig.broker.packets(PacketType::kPublish);
+  REQUIRE(publishes.size() == 2);
+  CHECK(publishes[0]->topic == "t/v");
+  CHECK(publishes[0]->payload == "first");
+  CHECK(publishes[1]->payload == "second");
+  CHECK(publishes[0]->packetId != 0);
+  CHECK(rig.events.published[0] == std::pair<uint64_t, bool>(1, true));
+}
+
 TEST_CASE("BrokerLink with MQTT 5 configured does not fall back, and says why") {
   Rig rig;
   rig.broker.connacks.push_back(v311Connack(1));
