@@ -72,6 +72,7 @@ base::Result<BrokerAddress, UriError> parseBrokerUri(std::string_view uri) {
   std::string_view rest = uri.substr(scheme + 3);
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   std::string_view host = rest, port;
+  bool hasPort = false;  // a ':' before the port, which must then follow
   if (!rest.empty() && rest.front() == '[') {
     auto close = rest.find(']');
     if (close == std::string_view::npos) {
@@ -84,18 +85,21 @@ base::Result<BrokerAddress, UriError> parseBrokerUri(std::string_view uri) {
                                      "expected ':' after ']' in '" + std::string(uri) + "'"};
       }
       port = rest.substr(close + 2);
+      hasPort = true;
     }
   } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
     host = rest.substr(0, colon);
     port = rest.substr(colon + 1);
+    hasPort = true;
   }
   if (host.empty() || host.find_first_of("/?#@ ") != std::string_view::npos) {
     return base::Error<UriError>{UriError::kInvalid, "no valid host in '" + std::string(uri) + "'"};
   }
   address.host = std::string(host);
-  if (!port.empty()) {
+  if (hasPort) {
     unsigned value = 0;
-    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos ||
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string_view::npos ||
         (value = static_cast<unsigned>(std::stoul(std::string(port)))) == 0 || value > 65535) {
       return base::Error<UriError>{UriError::kInvalid,
                                    "invalid port in '" + std::string(uri) + "'"};

@@ -601,6 +601,8 @@ TEST_CASE("parseBrokerUri refuses bad URIs with a clear error") {
       {"tcp://broker:123456", "invalid port"},
       {"tcp://broker:x1", "invalid port"},
       {"tcp://broker:-1", "invalid port"},
+      {"tcp://broker:", "invalid port"},
+      {"tcp://[::1]:", "invalid port"},
       {"tcp://[::1", "unclosed '['"},
       {"tcp://[::1]1883", "expected ':' after ']'"},
       {"tcp://[]:1883", "no valid host"},
