@@ -263,11 +263,18 @@ void BrokerLink::readAvailable() {
                     ? std::string("the broker closed the connection")
                     : "read from the broker failed: " + transport_->lastError());
   }
-  if (!drained) {
-    // The budget ran out with more to read: come back after the other handlers of this pass.
+  if (!drained && !readPosted_) {
+    // The budget ran out with more to read (perhaps inside TLS, where epoll cannot see it):
+    // come back as posted work, which runs after this pass's sockets, and when posted again
+    // from there, in the next pass; one at a time. (At the end of the pass it would run again
+    // at once, in the same pass, until the broker stopped sending: no other socket or timer
+    // would get a turn.)
+    readPosted_ = true;
     auto alive = alive_;
-    loop_.atEndOfPass([this, alive] {
-      if (*alive && (state_ == State::kUp || state_ == State::kAwaitConnack)) readAvailable();
+    loop_.post([this, alive] {
+      if (!*alive) return;
+      readPosted_ = false;
+      if (state_ == State::kUp || state_ == State::kAwaitConnack) readAvailable();
     });
   }
   pump();

@@ -328,6 +328,10 @@ void ScriptedBroker::dropConnection() {
   if (current_) close(*current_, false);
 }
 
+int ScriptedBroker::connectionFd() const {
+  return current_ ? current_->fd : -1;
+}
+
 uint64_t ScriptedBroker::dataSegmentsIn() const {
   if (!current_) return 0;
   tcp_info info{};

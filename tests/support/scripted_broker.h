@@ -81,6 +81,10 @@ class ScriptedBroker final : public net::IoHandler {
   void sendRaw(std::span<const uint8_t> bytes);
   // Closes the current connection (the client sees end of stream).
   void dropConnection();
+  // The current connection's socket (-1 when none), for a test thread that floods the client
+  // with whole packets; the broker must then have nothing of its own to write (no PUBACKs or
+  // PINGRESPs due). The socket is non-blocking.
+  int connectionFd() const;
 
   // ---- what happened ----
   std::vector<ReceivedPacket> received;

@@ -5,11 +5,17 @@
 // close() with and without the last will, and broker URIs.
 #include "bus/mqtt/broker_link.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gateway/base/net/event_loop.h"
@@ -31,7 +37,11 @@ struct Events final : LinkListener {
   std::vector<std::string> downReasons;
   std::vector<std::string> failReasons;
   std::vector<std::pair<uint64_t, bool>> published;
-  std::vector<std::string> messages;  // payloads
+  std::vector<std::string> messages;  // payloads, while keepMessages
+  std::size_t messageCount = 0;
+  bool keepMessages = true;
+  int workPerMessage = 0;  // a busy loop of this many steps per message
+  std::atomic<int> sink{0};
   std::function<void()> whenUp;
 
   void onLinkUp() override {
@@ -51,7 +61,9 @@ struct Events final : LinkListener {
   }
   void onPublished(uint64_t token, bool ok) override { published.emplace_back(token, ok); }
   void onMessage(const PublishIn& message) override {
-    messages.emplace_back(message.payload.begin(), message.payload.end());
+    ++messageCount;
+    if (keepMessages) messages.emplace_back(message.payload.begin(), message.payload.end());
+    for (int i = 0; i < workPerMessage; ++i) sink.fetch_add(1, std::memory_order_relaxed);
   }
   // How often onPublished reported `token`.
   int reports(uint64_t token) const {
@@ -220,6 +232,62 @@ TEST_CASE("BrokerLink writes what one loop pass queued in one go, publishes and 
     CHECK(rig.events.messages.size() == 200);
     CHECK(rig.broker.dataSegmentsIn() - segments <= 3);
   }
+}
+
+TEST_CASE("BrokerLink reading a flood from the broker lets the rest of the loop run") {
+  Rig rig;
+  rig.start(rig.options());
+  REQUIRE(rig.until([&] { return rig.link->up(); }));
+  // The listener takes a little time per message, as the gateway's does, so that the broker
+  // (a thread writing pre-encoded packets) sends faster than the link can take them.
+  rig.events.keepMessages = false;
+  rig.events.workPerMessage = 20;
+
+  Bytes flood;
+  for (int i = 0; i < 20000; ++i) {
+    PublishOptions p;
+    p.topic = "in/flood";
+    static constexpr uint8_t kPayload[] = {'f', 'l', 'o', 'o', 'd'};
+    p.payload = kPayload;
+    p.qos = 0;
+    encodePublish(flood, Version::k5, p);
+  }
+  const int fd = rig.broker.connectionFd();
+  REQUIRE(fd >= 0);
+  std::atomic<bool> floodDone{false};
+  std::thread writer([&] {
+    // Bounded by time (1 s) and by volume.
+    const auto end = std::chrono::steady_clock::now() + 1s;
+    for (int round = 0; round < 10000 && std::chrono::steady_clock::now() < end; ++round) {
+      std::size_t sent = 0;
+      while (sent < flood.size() && std::chrono::steady_clock::now() < end + 1s) {
+        ssize_t n = ::send(fd, flood.data() + sent, flood.size() - sent, MSG_NOSIGNAL);
+        if (n > 0) {
+          sent += static_cast<std::size_t>(n);
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+          pollfd p{fd, POLLOUT, 0};
+          (void)::poll(&p, 1, 100);
+        } else {
+          break;
+        }
+      }
+    }
+    floodDone = true;
+  });
+  int ticksDuringFlood = 0;
+  auto timer = rig.loop.runEvery(5ms, [&] {
+    if (!floodDone) ++ticksDuringFlood;
+  });
+  const bool finished = rig.until([&] { return floodDone.load(); }, 10000ms);
+  writer.join();
+  rig.loop.cancel(timer);
+  REQUIRE(finished);
+  INFO("messages taken during the flood: " << rig.events.messageCount);
+  CHECK(rig.events.messageCount > 0);
+  // A fair link takes a budget per pass and lets timers and other sockets run between
+  // (dozens of ticks in this second); a link that reads until the socket is dry starves them.
+  CHECK(ticksDuringFlood >= 5);
+  CHECK(rig.link->up());
 }
 
 // ---- onPublished ----
