@@ -304,6 +304,18 @@ void ScriptedBroker::sendPublishes(std::string_view topic, std::size_t count, ui
   write(*current_, out);
 }
 
+void ScriptedBroker::sendPublish(std::string_view topic, std::string_view payload, uint8_t qos) {
+  if (!current_) return;
+  Bytes out;
+  bus::mqtt::PublishOptions p;
+  p.topic = topic;
+  p.payload = std::span(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+  p.qos = qos;
+  p.packetId = qos > 0 ? 1 : 0;
+  bus::mqtt::encodePublish(out, current_->version, p);
+  write(*current_, out);
+}
+
 void ScriptedBroker::sendDisconnect(uint8_t reasonCode, std::string_view reasonString) {
   if (!current_) return;
   Bytes body{reasonCode};

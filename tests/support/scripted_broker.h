@@ -76,6 +76,8 @@ class ScriptedBroker final : public net::IoHandler {
   std::size_t withheldPubacks() const;
   // Sends QoS `qos` PUBLISHes (ids from 1 up for QoS 1), all in one write.
   void sendPublishes(std::string_view topic, std::size_t count, uint8_t qos = 1);
+  // One PUBLISH with this payload (packet id 1 for QoS 1).
+  void sendPublish(std::string_view topic, std::string_view payload, uint8_t qos = 1);
   // MQTT 5 DISCONNECT with a reason code and an optional reason string.
   void sendDisconnect(uint8_t reasonCode, std::string_view reasonString);
   void sendRaw(std::span<const uint8_t> bytes);

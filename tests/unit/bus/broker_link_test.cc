@@ -255,12 +255,14 @@ TEST_CASE("BrokerLink reading a flood from the broker lets the rest of the loop 
   const int fd = rig.broker.connectionFd();
   REQUIRE(fd >= 0);
   std::atomic<bool> floodDone{false};
+  std::atomic<int> ticksDuringFlood{0};
   std::thread writer([&] {
-    // Bounded by time (1 s) and by volume.
-    const auto end = std::chrono::steady_clock::now() + 1s;
-    for (int round = 0; round < 10000 && std::chrono::steady_clock::now() < end; ++round) {
+    // Floods until the loop's timer has run a few times, or for 3 s. Every round is written
+    // whole (a packet cut off would break the stream), within 2 s more at the most.
+    const auto end = std::chrono::steady_clock::now() + 3s;
+    while (ticksDuringFlood < 5 && std::chrono::steady_clock::now() < end) {
       std::size_t sent = 0;
-      while (sent < flood.size() && std::chrono::steady_clock::now() < end + 1s) {
+      while (sent < flood.size() && std::chrono::steady_clock::now() < end + 2s) {
         ssize_t n = ::send(fd, flood.data() + sent, flood.size() - sent, MSG_NOSIGNAL);
         if (n > 0) {
           sent += static_cast<std::size_t>(n);
@@ -274,7 +276,6 @@ TEST_CASE("BrokerLink reading a flood from the broker lets the rest of the loop 
     }
     floodDone = true;
   });
-  int ticksDuringFlood = 0;
   auto timer = rig.loop.runEvery(5ms, [&] {
     if (!floodDone) ++ticksDuringFlood;
   });
@@ -284,8 +285,8 @@ TEST_CASE("BrokerLink reading a flood from the broker lets the rest of the loop 
   REQUIRE(finished);
   INFO("messages taken during the flood: " << rig.events.messageCount);
   CHECK(rig.events.messageCount > 0);
-  // A fair link takes a budget per pass and lets timers and other sockets run between
-  // (dozens of ticks in this second); a link that reads until the socket is dry starves them.
+  // A fair link takes a budget per pass and lets timers and other sockets run between; a link
+  // that reads until the socket is dry starves them for as long as the flood lasts.
   CHECK(ticksDuringFlood >= 5);
   CHECK(rig.link->up());
 }
@@ -485,6 +486,97 @@ TEST_CASE("BrokerLink keeps within the broker's maximum packet size") {
   CHECK(rig.payloadsOn(1) == std::vector<std::string>{"small"});
 }
 
+TEST_CASE("BrokerLink retries with a doubling backoff, reset by a successful connection") {
+  Rig rig;
+  for (int i = 0; i < 6; ++i) rig.broker.connacks.push_back(v5Connack());
+  for (auto& c : rig.broker.connacks) c.code = 0x87;  // not authorized
+  LinkOptions o = rig.options();
+  o.retryMin = 50ms;
+  o.retryMax = 400ms;
+  std::vector<std::chrono::steady_clock::time_point> connects;
+  rig.start(o);
+  REQUIRE(rig.until(
+      [&] {
+        if (rig.broker.count(PacketType::kConnect) > connects.size()) {
+          connects.push_back(std::chrono::steady_clock::now());
+        }
+        return rig.link->up();
+      },
+      10000ms));
+  CHECK(rig.events.failedAttempts == 6);
+  CHECK(rig.events.failReasons[0].find("refused the connection: reason 0x87") != std::string::npos);
+  REQUIRE(connects.size() == 7);
+  // 50, 100, 200, 400, 400, 400 ms: never sooner (later only when the machine is busy).
+  const std::chrono::milliseconds least[] = {45ms, 90ms, 180ms, 360ms, 360ms, 360ms};
+  for (std::size_t i = 0; i + 1 < connects.size(); ++i) {
+    INFO("gap " << i);
+    CHECK(connects[i + 1] - connects[i] >= least[i]);
+    CHECK(connects[i + 1] - connects[i] < 3s);
+  }
+  // Up again: the next break is retried after retryMin, not after the 400 ms reached before.
+  const auto dropped = std::chrono::steady_clock::now();
+  rig.broker.dropConnection();
+  REQUIRE(rig.until([&] { return rig.events.up == 2; }));
+  CHECK(std::chrono::steady_clock::now() - dropped < 350ms);
+}
+
+TEST_CASE("BrokerLink carries large packets both ways") {
+  Rig rig;
+  rig.start(rig.options());
+  REQUIRE(rig.until([&] { return rig.link->up(); }));
+  SECTION("publishes larger than the socket buffers") {
+    std::vector<std::string> payloads;
+    for (int i = 0; i < 6; ++i)
+      payloads.push_back(std::string(700 * 1024, static_cast<char>('a' + i)));
+    for (std::size_t i = 0; i < payloads.size(); ++i)
+      REQUIRE(rig.publish("t/big", payloads[i], i + 1));
+    REQUIRE(rig.until([&] { return rig.events.published.size() == payloads.size(); }));
+    CHECK(rig.payloadsOn(1) == payloads);
+  }
+  SECTION("a PUBLISH from the broker larger than one read budget") {
+    const std::string payload(3 * 1024 * 1024 + 7, 'p');
+    rig.broker.sendPublish("in/big", payload);
+    REQUIRE(rig.until([&] { return rig.events.messages.size() == 1; }));
+    CHECK(rig.events.messages[0] == payload);
+    REQUIRE(rig.until([&] { return rig.broker.count(PacketType::kPuback) == 1; }));
+  }
+}
+
+TEST_CASE("BrokerLink drops a broker packet larger than maxPacketIn") {
+  Rig rig;
+  LinkOptions o = rig.options();
+  o.maxPacketIn = 4096;
+  rig.start(o);
+  REQUIRE(rig.until([&] { return rig.link->up(); }));
+  rig.broker.sendPublish("in/big", std::string(5000, 'x'));
+  REQUIRE(rig.until([&] { return rig.events.down == 1; }));
+  CHECK(rig.events.downReasons[0].find("larger than allowed") != std::string::npos);
+  CHECK(rig.events.messages.empty());
+}
+
+TEST_CASE("BrokerLink subscribes only while up, with ids apart from the publishes'") {
+  Rig rig;
+  LinkOptions o = rig.options();
+  o.maxInflight = 10;
+  rig.make(o);
+  const SubscribeFilter filters[] = {{"a/#", 1}, {"b/+", 1}};
+  rig.link->subscribe(filters);  // not up: nothing
+  rig.link->start();
+  REQUIRE(rig.until([&] { return rig.link->up(); }));
+  rig.link->subscribe(filters);
+  const std::string_view gone[] = {"a/#"};
+  rig.link->unsubscribe(gone);
+  REQUIRE(rig.until([&] { return rig.broker.count(PacketType::kUnsubscribe) == 1; }));
+  rig.settle();
+  auto subscribes = rig.broker.packets(PacketType::kSubscribe);
+  REQUIRE(subscribes.size() == 1);
+  const auto& body = subscribes[0]->body;
+  REQUIRE(body.size() >= 2);
+  const int id = (body[0] << 8) | body[1];
+  CHECK(id > 10);
+  CHECK(subscribes[0]->flags == 0x02);
+}
+
 // ---- the bounded queue ----
 
 TEST_CASE("BrokerLink refuses a publish when maxQueued wait, and reports nothing for it") {
@@ -551,6 +643,16 @@ TEST_CASE("BrokerLink on a broker DISCONNECT or malformed bytes: link down with 
     const uint8_t bytes[] = {0x40, 0x01, 0x00};
     rig.broker.sendRaw(bytes);
     expected = "malformed";
+  }
+  SECTION("PUBLISH with QoS 2") {
+    const uint8_t bytes[] = {0x34, 0x06, 0x00, 0x01, 't', 0x00, 0x01, 0x00};
+    rig.broker.sendRaw(bytes);
+    expected = "QoS 2";
+  }
+  SECTION("PUBLISH with a topic alias") {
+    const uint8_t bytes[] = {0x30, 0x07, 0x00, 0x01, 't', 0x03, 0x23, 0x00, 0x01};
+    rig.broker.sendRaw(bytes);
+    expected = "topic alias";
   }
   SECTION("a CONNECT from the broker") {
     const uint8_t bytes[] = {0x10, 0x00};
