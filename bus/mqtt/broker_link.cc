@@ -69,6 +69,7 @@ base::Result<BrokerAddress, UriError> parseBrokerUri(std::string_view uri) {
   std::string_view rest = uri.substr(scheme + 3);
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   std::string_view host = rest, port;
+  bool hasPort = false;  // a ':' before the port, which must then follow
   if (!rest.empty() && rest.front() == '[') {
     auto close = rest.find(']');
     if (close == std::string_view::npos) {
@@ -82,18 +83,21 @@ base::Result<BrokerAddress, UriError> parseBrokerUri(std::string_view uri) {
                                      "expected ':' after ']' in '" + std::string(uri) + "'"};
       }
       port = rest.substr(close + 2);
+      hasPort = true;
     }
   } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
     host = rest.substr(0, colon);
     port = rest.substr(colon + 1);
+    hasPort = true;
   }
   if (host.empty() || host.find_first_of("/?#@ ") != std::string_view::npos) {
     return base::Error<UriError>{UriError::kInvalid, "no valid host in '" + std::string(uri) + "'"};
   }
   address.host = std::string(host);
-  if (!port.empty()) {
+  if (hasPort) {
     unsigned value = 0;
-    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos ||
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string_view::npos ||
         (value = static_cast<unsigned>(std::stoul(std::string(port)))) == 0 || value > 65535) {
       return base::Error<UriError>{UriError::kInvalid,
                                    "invalid port in '" + std::string(uri) + "'"};
@@ -257,11 +261,18 @@ void BrokerLink::readAvailable() {
                     ? std::string("the broker closed the connection")
                     : "read from the broker failed: " + transport_->lastError());
   }
-  if (!drained) {
-    // The budget ran out with more to read: come back after the other handlers of this pass.
+  if (!drained && !readPosted_) {
+    // The budget ran out with more to read (perhaps inside TLS, where epoll cannot see it):
+    // come back as posted work, which runs after this pass's sockets, and when posted again
+    // from there, in the next pass; one at a time. (At the end of the pass it would run again
+    // at once, in the same pass, until the broker stopped sending: no other socket or timer
+    // would get a turn.)
+    readPosted_ = true;
     auto alive = alive_;
-    loop_.atEndOfPass([this, alive] {
-      if (*alive && (state_ == State::kUp || state_ == State::kAwaitConnack)) readAvailable();
+    loop_.post([this, alive] {
+      if (!*alive) return;
+      readPosted_ = false;
+      if (state_ == State::kUp || state_ == State::kAwaitConnack) readAvailable();
     });
   }
   pump();
@@ -583,8 +594,11 @@ void BrokerLink::switchVersion(Version version) {
   for (const Queued& entry : entries) {
     Packet packet;
     PublishIn in;
-    std::span<const uint8_t> bytes(old.data() + offset, entry.size);
+    std::span<uint8_t> bytes(old.data() + offset, entry.size);
     offset += entry.size;
+    // A queued QoS 1 publish has packet id 0 until pump() numbers it, which the decoder
+    // refuses: give the old copy any valid id (the new one is numbered in pump() again).
+    if (entry.idOffset != 0) setPacketId(bytes, entry.idOffset, 1);
     if (nextPacket(bytes, 0, packet).status != DecodeStatus::kOk ||
         decodePublish(packet, version_, in).status != DecodeStatus::kOk) {
       continue;  // cannot happen: these are our own packets

@@ -193,6 +193,7 @@ class BrokerLink final : public net::IoHandler {
   std::size_t inHead_ = 0;
   std::size_t inEnd_ = 0;
   bool readWantsWrite_ = false;  // TLS must write before the read can go on
+  bool readPosted_ = false;      // a read that ran out of budget comes back as posted work
   Bytes queueBytes_;             // encoded publishes waiting, in order
   std::size_t queueHead_ = 0;
   std::deque<Queued> queue_;
