@@ -42,10 +42,13 @@ const std::string kDirectPrefix = "dir";
 // has not arrived by then is lost.
 constexpr milliseconds kStallDeadline{2000};
 // Past its send limit a run gets this long to drain before it is cut off.
-constexpr milliseconds kDrainLimit{15000};
+constexpr milliseconds kDrainLimit{10000};
 constexpr milliseconds kConnectDeadline{30000};
 constexpr milliseconds kReachDeadline{15000};
-constexpr milliseconds kPause{200};  // between runs, so one run's tail is not the next one's
+// Between runs the agent and the devices must have seen nothing for kQuiet (at most kQuietLimit),
+// so that one run's tail (messages a broker still queued, late receipts) is not the next one's.
+constexpr milliseconds kQuiet{300};
+constexpr milliseconds kQuietLimit{10000};
 constexpr std::size_t kWarmupMessages = 2000;
 // Samples of the latency run's first half second are a warm-up and not counted.
 constexpr milliseconds kLatencyWarmup{500};
@@ -391,9 +394,11 @@ class Bench {
     };
     events.onSubscribed = [this] { agentSubscribed_ = true; };
     events.onPublish = [this](std::string_view topic, std::span<const uint8_t> payload, uint8_t) {
+      lastEvent_ = Clock::now();
       if (run_) run_->onAgentPublish(topic, payload);
     };
     events.onPuback = [this] {
+      lastEvent_ = Clock::now();
       if (run_) run_->onAgentPuback();
     };
     events.onFailed = [this](const std::string& reason) { agentFailure_ = reason; };
@@ -430,17 +435,21 @@ class Bench {
     for (MessageDevices* set :
          {static_cast<MessageDevices*>(imp_.get()), static_cast<MessageDevices*>(direct_.get())}) {
       set->onAcknowledged = [this](std::size_t i) {
+        lastEvent_ = Clock::now();
         if (run_) run_->onDeviceAcknowledged(i);
       };
       set->onRefused = [this](std::size_t i) {
+        lastEvent_ = Clock::now();
         if (run_) run_->onDeviceRefused(i);
       };
       set->onReceived = [this](std::size_t i, std::span<const uint8_t> payload) {
+        lastEvent_ = Clock::now();
         if (run_) run_->onDeviceReceived(i, payload);
       };
       set->connectAll();
     }
     imp_->onReceived = [this](std::size_t i, std::span<const uint8_t> payload) {
+      lastEvent_ = Clock::now();
       if (run_) {
         run_->onDeviceReceived(i, payload);
       } else if (i < reached_.size()) {
@@ -471,8 +480,8 @@ class Bench {
     PathRun result = run.execute(servers_.impgate->pid(), servers_.broker->pid());
     if (latencies) *latencies = std::move(run.latencies());
     // The tail (late receipts, PUBACKs) belongs to no run.
-    (void)loop_.runUntil([] { return false; }, kPause);
     run_ = nullptr;
+    waitQuiet();
     if (!agentFailure_.empty()) result.error = "agent: " + agentFailure_;
     if (devices.failures() > 0) result.error = "device: " + devices.lastFailure();
     return result;
@@ -496,6 +505,13 @@ class Bench {
   }
 
  private:
+  void waitQuiet() {
+    auto tick = loop_.runEvery(milliseconds(20), [] {});
+    (void)loop_.runUntil([this] { return Clock::now() - lastEvent_ > kQuiet || interrupted(); },
+                         kQuietLimit);
+    loop_.cancel(tick);
+  }
+
   bool waitReachable(std::string& error) {
     std::size_t count = impInTopics_.size();
     reached_.assign(count, 0);
@@ -508,7 +524,7 @@ class Bench {
       }
       (void)loop_.runUntil(all, milliseconds(100));
     }
-    (void)loop_.runUntil([] { return false; }, kPause);  // late duplicates of the probes
+    waitQuiet();  // late duplicates of the probes
     if (!all()) {
       error = "agent messages did not reach every device within 15 s";
       return false;
@@ -526,6 +542,7 @@ class Bench {
   std::unique_ptr<ImpDevices> imp_;
   std::unique_ptr<MqttDevices> direct_;
   bool agentSubscribed_ = false;
+  Clock::time_point lastEvent_;
   std::vector<std::string> impInTopics_, directInTopics_;
   std::vector<uint8_t> reached_;
   Run* run_ = nullptr;

@@ -72,6 +72,11 @@ struct PathRun {
   std::string error;
 
   // Sent, never arrived, and not refused with a receipt: lost without a word.
+  // Arrived beyond what was sent: duplicates, or another run's tail.
+  std::size_t extra() const {
+    std::size_t accounted = received + receiptsNotDelivered;
+    return accounted > sent ? accounted - sent : 0;
+  }
   std::size_t lost() const {
     std::size_t accounted = received + receiptsNotDelivered;
     return sent > accounted ? sent - accounted : 0;

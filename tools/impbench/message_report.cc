@@ -31,6 +31,7 @@ nlohmann::json runJson(const PathRun& run) {
   return {{"sent", run.sent},
           {"received", run.received},
           {"lost", run.lost()},
+          {"extra", run.extra()},
           {"acknowledged", run.acknowledged},
           {"refused", run.refused},
           {"receipts", run.receipts},
