@@ -69,6 +69,7 @@ struct PathRun {
   double brokerCpuTickSeconds = 0;
   double benchCpuSeconds = 0;  // impbench's own thread (devices and agent)
   bool stalled = false;        // ended by the no-progress deadline
+  bool cutOff = false;         // still arriving 10 s after sending stopped
   std::string error;
 
   // Sent, never arrived, and not refused with a receipt: lost without a word.
@@ -93,6 +94,7 @@ struct PathFigures {
   double benchCpuPer100k = 0;
   std::size_t sent = 0, received = 0, lost = 0, receipts = 0, refused = 0;
   std::size_t receiptsNotDelivered = 0;
+  std::size_t stalledRuns = 0, cutOffRuns = 0;
   std::string error;
   void summarise();
 };

@@ -23,6 +23,19 @@ constexpr double kMinThroughputRatio = 0.1;
 constexpr double kMaxGatewayCpuRatio = 12.0;
 // Any message lost without a receipt fails it as well.
 
+// Why a row's figures need a second look: errors, runs that stalled or were cut off.
+std::string notes(const PathFigures& p) {
+  std::string text;
+  if (p.stalledRuns > 0) {
+    text += " stalled " + std::to_string(p.stalledRuns) + "/" + std::to_string(p.runs.size());
+  }
+  if (p.cutOffRuns > 0) {
+    text += " cut off " + std::to_string(p.cutOffRuns) + "/" + std::to_string(p.runs.size());
+  }
+  if (!p.error.empty()) text += " error: " + p.error;
+  return text.empty() ? text : "  !" + text;
+}
+
 double ratio(double a, double b) {
   return b > 0 ? a / b : 0;
 }
@@ -46,6 +59,7 @@ nlohmann::json runJson(const PathRun& run) {
           {"brokerCpuTickSeconds", run.brokerCpuTickSeconds},
           {"benchCpuSeconds", run.benchCpuSeconds},
           {"stalled", run.stalled},
+          {"cutOff", run.cutOff},
           {"error", run.error.empty() ? nlohmann::json() : nlohmann::json(run.error)}};
 }
 
@@ -62,6 +76,8 @@ nlohmann::json pathJson(const PathFigures& path) {
           {"receipts", path.receipts},
           {"refused", path.refused},
           {"receiptsNotDelivered", path.receiptsNotDelivered},
+          {"stalledRuns", path.stalledRuns},
+          {"cutOffRuns", path.cutOffRuns},
           {"runs", runs}};
 }
 
@@ -163,7 +179,7 @@ std::string formatReport(const MessageReport& report) {
       std::snprintf(line, sizeof line, "%-36s %-8s %9.0f %6zu %7zu %8s %8.2f %8.2f%s\n",
                     gateway ? c.spec.name().c_str() : "", path, p.messagesPerSecond, p.lost,
                     p.refused + p.receiptsNotDelivered, gw, p.brokerCpuPer100k, p.benchCpuPer100k,
-                    p.error.empty() ? "" : ("  ! " + p.error).c_str());
+                    notes(p).c_str());
       out << line;
     };
     row("impgate", c.impgate, true);
@@ -176,6 +192,8 @@ std::string formatReport(const MessageReport& report) {
   }
   out << "lost: sent, never arrived, no receipt; refused: ACK other than ok, or a receipt other "
          "than \"delivered\"\n"
+         "stalled: nothing arrived for 2 s, the rest counted lost; cut off: still arriving 10 s "
+         "after sending stopped\n"
          "gw CPU ratio: impgate's CPU per message / mosquitto's on the direct path\n";
   if (report.latencyRan) {
     const auto& i = report.latencyImpgate;
