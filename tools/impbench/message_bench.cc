@@ -254,8 +254,8 @@ class Run {
     } else {
       result_.error = "mosquitto is gone";
     }
-    // Still arriving 10 s after sending stopped: what is missing then counts as lost, and the
-    // run says it was cut off (a measured outcome, not a failure of the run).
+    // Still arriving at the run's hard limit (--seconds + 11 s): what is missing then counts as
+    // lost, and the run says it was cut off (a measured outcome, not a failure of the run).
     result_.cutOff = !done;
     if (interrupted()) result_.error = "interrupted";
     result_.seconds = seconds(lastArrival_ - start_);

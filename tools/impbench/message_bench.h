@@ -69,7 +69,7 @@ struct PathRun {
   double brokerCpuTickSeconds = 0;
   double benchCpuSeconds = 0;  // impbench's own thread (devices and agent)
   bool stalled = false;        // ended by the no-progress deadline
-  bool cutOff = false;         // still arriving 10 s after sending stopped
+  bool cutOff = false;         // still arriving at --seconds + 11 s
   std::string error;
 
   // Sent, never arrived, and not refused with a receipt: lost without a word.

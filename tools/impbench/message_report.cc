@@ -192,8 +192,8 @@ std::string formatReport(const MessageReport& report) {
   }
   out << "lost: sent, never arrived, no receipt; refused: ACK other than ok, or a receipt other "
          "than \"delivered\"\n"
-         "stalled: nothing arrived for 2 s, the rest counted lost; cut off: still arriving 10 s "
-         "after sending stopped\n"
+         "stalled: nothing arrived for 2 s, the rest counted lost; cut off: still arriving "
+         "--seconds + 11 s after the start\n"
          "gw CPU ratio: impgate's CPU per message / mosquitto's on the direct path\n";
   if (report.latencyRan) {
     const auto& i = report.latencyImpgate;
