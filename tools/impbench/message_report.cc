@@ -121,6 +121,7 @@ nlohmann::json toJson(const MessageReport& report) {
   }
   const auto& o = report.options;
   nlohmann::json out = {
+      {"benchmark", "messages"},
       {"date", report.date},
       {"machine",
        {{"kernel", report.kernel}, {"cpuModel", report.cpuModel}, {"cpus", report.cpus}}},
