@@ -1,5 +1,6 @@
 #include "tools/impbench/message_bench.h"
 
+#include <openssl/evp.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -64,6 +65,33 @@ std::string utcNow() {
   char text[32];
   std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return text;
+}
+
+// SHA-256 of a file in hex, so that a report names the exact impgate binary it measured (the
+// lead compares binaries before and after a change); empty when it cannot be read.
+std::string fileSha256(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) {
+    EVP_MD_CTX_free(ctx);
+    return {};
+  }
+  std::vector<char> buffer(1 << 16);
+  while (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) || in.gcount() > 0) {
+    EVP_DigestUpdate(ctx, buffer.data(), static_cast<std::size_t>(in.gcount()));
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(ctx, digest, &length);
+  EVP_MD_CTX_free(ctx);
+  std::string hex;
+  char two[3];
+  for (unsigned int i = 0; i < length; ++i) {
+    std::snprintf(two, sizeof two, "%02x", digest[i]);
+    hex += two;
+  }
+  return hex;
 }
 
 // Device index from <prefix>/dev/bench-NNNNN/...: the fleet numbers its ids from 1.
@@ -737,6 +765,7 @@ MessageReport runMessageBench(const MessageBenchOptions& options) {
   report.options = options;
   describeMachine(report);
   report.impgateBinary = options.impgateBinary;
+  report.impgateSha256 = fileSha256(options.impgateBinary);
   auto finish = [&] {
     for (auto& c : report.cases) {
       c.impgate.summarise();

@@ -113,7 +113,7 @@ struct LatencyFigures {
 };
 
 struct MessageReport {
-  std::string date, kernel, cpuModel, mosquittoVersion, impgateBinary, impgateVersion;
+  std::string date, kernel, cpuModel, mosquittoVersion, impgateBinary, impgateSha256;
   unsigned cpus = 0;
   MessageBenchOptions options;
   std::vector<CaseResult> cases;

@@ -127,6 +127,7 @@ nlohmann::json toJson(const MessageReport& report) {
        {{"kernel", report.kernel}, {"cpuModel", report.cpuModel}, {"cpus", report.cpus}}},
       {"mosquittoVersion", report.mosquittoVersion},
       {"impgateBinary", report.impgateBinary},
+      {"impgateSha256", report.impgateSha256},
       {"options",
        {{"devices", o.devices},
         {"payloads", o.payloads},
@@ -161,7 +162,8 @@ std::string formatReport(const MessageReport& report) {
   char line[256];
   out << "impbench messages: " << report.date << ", " << report.cpus << " CPUs (" << report.cpuModel
       << "), kernel " << report.kernel << ", mosquitto " << report.mosquittoVersion << "\n"
-      << "impgate: " << report.impgateBinary << "\n"
+      << "impgate: " << report.impgateBinary << " (sha256 " << report.impgateSha256.substr(0, 16)
+      << "...)\n"
       << "messages per run " << report.options.messages << ", window " << report.options.window
       << " per device, " << report.options.repeat << " repeat(s), medians\n"
       << "CPU = seconds on a CPU (all threads, schedstat) per 100 000 messages received; "
