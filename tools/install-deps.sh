@@ -11,6 +11,7 @@ packages=(
   libsqlite3-dev sqlite3
   catch2 libcli11-dev nlohmann-json3-dev
   clang-format curl jq python3 iproute2
+  gnuplot-nox
 )
 
 missing=()

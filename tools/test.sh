@@ -2,7 +2,9 @@
 # Installs what is missing, builds, and runs every test: unit, integration (real mosquitto,
 # real impgate, real TLS on loopback) and the fuzz corpus replays, first in the normal build,
 # then in the address+undefined sanitizer build, then the tests that involve threads
-# (tools/tsan-tests.txt) in the thread sanitizer build. Exits non-zero on any failure.
+# (tools/tsan-tests.txt) in the thread sanitizer build. Tests labelled `perf` (benchmark
+# regression guards, which measure speed) run in the normal build only. Exits non-zero on any
+# failure.
 #   tools/test.sh          everything
 #   tools/test.sh quick    the normal build only
 set -euo pipefail
@@ -23,7 +25,7 @@ run_suite build
 if [ "${1:-}" != "quick" ]; then
   tools/build.sh asan
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    run_suite build-asan
+    run_suite build-asan -LE perf
 
   tools/build.sh tsan
   tsan_tests="^($(grep -v '^#' tools/tsan-tests.txt | grep . | paste -sd '|'))\$"

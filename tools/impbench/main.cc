@@ -1,11 +1,14 @@
 // impbench: the project's benchmark harness. `impbench connections` measures what a device
 // connection costs impgate (server CPU per full and per resumed mutual-TLS handshake, RSS per
 // idle connection) next to mosquitto and bare OpenSSL in the same run, and prints the figures
-// with their ratios (a table, or JSON with --json). See docs/benchmarks.md.
+// with their ratios (a table, or JSON with --json). `impbench messages` measures the message path
+// through impgate next to devices speaking MQTT straight to the same mosquitto: throughput,
+// losses, gateway and broker CPU per message, latency. See docs/benchmarks.md.
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -13,6 +16,7 @@
 #include "gateway/base/log.h"
 #include "tools/impbench/connection_bench.h"
 #include "tools/impbench/interrupt.h"
+#include "tools/impbench/message_bench.h"
 
 namespace {
 
@@ -87,7 +91,130 @@ int main(int argc, char** argv) {
   connections->add_flag("--skip-openssl", options.skipOpenssl, "Skip the OpenSSL baseline");
   connections->add_flag("--json", json, "Print JSON instead of the table");
   connections->add_option("--json-file", jsonFile, "Also write the JSON report to this file");
+
+  bench::MessageBenchOptions messageOptions;
+  messageOptions.impgateBinary = IMPGATE_DEFAULT_BINARY;
+  messageOptions.tempParent = defaultTempParent();
+  std::string messageJson, plotFile;
+  double runSeconds = 5, latencySeconds = 3;
+  bool noBrokerDefault = false, noLatency = false;
+  auto* messages = app.add_subcommand(
+      "messages",
+      "The message path: impgate next to devices speaking MQTT over mutual TLS straight to the "
+      "same mosquitto; throughput, losses, gateway and broker CPU per message, latency");
+  messages->add_option("--devices", messageOptions.devices, "Device counts (e.g. 1,4,16,100)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  messages->add_option("--payloads", messageOptions.payloads, "Payload sizes in bytes")
+      ->delimiter(',')
+      ->check(CLI::Range(8, 65536))
+      ->capture_default_str();
+  messages->add_option("--messages", messageOptions.messages, "Messages per run (case and path)")
+      ->check(CLI::Range(100, 10000000))
+      ->capture_default_str();
+  messages->add_option("--seconds", runSeconds, "A run stops sending after this long")
+      ->check(CLI::Range(0.5, 120.0))
+      ->capture_default_str();
+  messages->add_option("--window", messageOptions.window, "Messages in flight per device")
+      ->check(CLI::Range(1, 60))
+      ->capture_default_str();
+  messages->add_option("--repeat", messageOptions.repeat, "Runs per case and path (medians)")
+      ->check(CLI::Range(1, 20))
+      ->capture_default_str();
+  messages->add_flag("--no-broker-default", noBrokerDefault,
+                     "Skip the case with mosquitto's default inflight and queue limits");
+  messages
+      ->add_option("--broker-default-devices", messageOptions.brokerDefaultDevices,
+                   "Devices of the broker-default case")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  messages->add_flag("--no-latency", noLatency, "Skip the latency runs");
+  messages
+      ->add_option("--latency-rate", messageOptions.latencyRate,
+                   "Messages per second of the latency runs, all devices together")
+      ->check(CLI::Range(10.0, 100000.0))
+      ->capture_default_str();
+  messages->add_option("--latency-seconds", latencySeconds, "Length of each latency run")
+      ->check(CLI::Range(1.0, 60.0))
+      ->capture_default_str();
+  messages
+      ->add_option("--latency-devices", messageOptions.latencyDevices,
+                   "Device count of the latency runs (one of --devices)")
+      ->capture_default_str();
+  messages->add_flag("--quick", messageOptions.quick,
+                     "CI regression guard: two short cases with 4 devices; exits 1 on a gross "
+                     "regression against the direct path");
+  messages->add_option("--impgate", messageOptions.impgateBinary, "The impgate binary")
+      ->capture_default_str();
+  messages->add_option("--mosquitto", messageOptions.mosquittoBinary,
+                       "The mosquitto binary (default: PATH, then /usr/sbin)");
+  messages->add_option("--json", messageJson, "Also write the report as JSON to this file");
+  messages->add_option("--plot", plotFile,
+                       "Write a PNG of throughput against devices (needs gnuplot)");
+  messages->add_option("--temp-dir", messageOptions.tempParent, "Where the run's temp dir goes")
+      ->capture_default_str();
+  messages->add_flag("--keep-temp", messageOptions.keepTemp,
+                     "Keep the temp dir (configs, server logs) after the run");
   CLI11_PARSE(app, argc, argv);
+
+  if (messages->parsed()) {
+    messageOptions.runLimit = std::chrono::milliseconds(static_cast<long>(runSeconds * 1000));
+    messageOptions.latencyDuration =
+        std::chrono::milliseconds(static_cast<long>(latencySeconds * 1000));
+    messageOptions.brokerDefault = !noBrokerDefault;
+    messageOptions.latency = !noLatency;
+    if (messageOptions.quick) {
+      messageOptions.devices = {4};
+      messageOptions.payloads = {64};
+      messageOptions.messages = std::min<std::size_t>(messageOptions.messages, 10000);
+      messageOptions.runLimit = std::min(messageOptions.runLimit, std::chrono::milliseconds(3000));
+      messageOptions.repeat = 3;
+      messageOptions.brokerDefault = false;
+      messageOptions.latency = false;
+    }
+    if (std::find(messageOptions.devices.begin(), messageOptions.devices.end(),
+                  messageOptions.latencyDevices) == messageOptions.devices.end()) {
+      messageOptions.latencyDevices = messageOptions.devices.front();
+    }
+    if (!plotFile.empty() && !bench::gnuplotAvailable()) {
+      std::fprintf(stderr,
+                   "impbench: --plot needs gnuplot, which is not installed (Debian: apt-get "
+                   "install gnuplot-nox; tools/install-deps.sh installs it)\n");
+      return 2;
+    }
+    bench::installInterruptHandler();
+    log::setLevel(log::Level::kWarn);
+    raiseDescriptorLimit();
+    bench::MessageReport report;
+    try {
+      report = bench::runMessageBench(messageOptions);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "impbench: %s\n", e.what());
+      return 1;
+    }
+    if (messageOptions.quick) bench::checkQuickThresholds(report);
+    std::cout << bench::formatReport(report) << std::flush;
+    int status = report.complete() ? 0 : 1;
+    if (!report.regressions.empty()) status = 1;
+    if (!messageJson.empty()) {
+      std::ofstream out(messageJson, std::ios::trunc);
+      out << bench::toJson(report).dump(2) << "\n";
+      if (!out) {
+        std::fprintf(stderr, "impbench: cannot write %s\n", messageJson.c_str());
+        status = 1;
+      }
+    }
+    if (!plotFile.empty() && !report.cases.empty()) {
+      std::string error;
+      if (!bench::plotThroughput(report, plotFile, error)) {
+        std::fprintf(stderr, "impbench: --plot: %s\n", error.c_str());
+        status = 1;
+      }
+    }
+    if (bench::interrupted()) return 130;
+    return status;
+  }
 
   options.idle = std::chrono::milliseconds(static_cast<long>(idleSeconds * 1000));
   bench::installInterruptHandler();

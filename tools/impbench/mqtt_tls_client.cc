@@ -11,7 +11,6 @@ namespace impgate::bench {
 namespace {
 
 constexpr uint8_t kConnect = 0x10;
-constexpr uint8_t kConnack = 0x20;
 constexpr uint8_t kDisconnect = 0xE0;
 constexpr uint8_t kProtocolLevel311 = 4;
 constexpr uint8_t kCleanSession = 0x02;
@@ -66,7 +65,7 @@ void MqttTlsClient::connect() {
   fd_ = *started;
   state_ = State::kConnecting;
   resumed_ = false;
-  connackBytes_ = 0;
+  input_.clear();
   interest_ = EPOLLOUT;
   if (!loop_.watch(fd_, interest_, this)) {
     fail(std::string("epoll: ") + std::strerror(errno));
@@ -160,6 +159,15 @@ void MqttTlsClient::driveHandshake() {
   if (fd_ >= 0) readAvailable();
 }
 
+bool MqttTlsClient::send(std::span<const uint8_t> bytes) {
+  if (state_ != State::kConnected || fd_ < 0) return false;
+  output_.insert(output_.end(), bytes.begin(), bytes.end());
+  // Already waiting for EPOLLOUT: the bytes go out with the rest.
+  if (output_.size() > bytes.size()) return true;
+  flush();
+  return fd_ >= 0;
+}
+
 void MqttTlsClient::flush() {
   while (written_ < output_.size()) {
     auto r = transport_->write(std::span<const uint8_t>(output_).subspan(written_));
@@ -179,7 +187,7 @@ void MqttTlsClient::flush() {
 }
 
 void MqttTlsClient::readAvailable() {
-  uint8_t buffer[512];
+  uint8_t buffer[16384];
   while (fd_ >= 0) {
     auto r = transport_->read(std::span<uint8_t>(buffer, sizeof buffer));
     if (r.status == net::IoStatus::kWantRead) return;
@@ -192,22 +200,43 @@ void MqttTlsClient::readAvailable() {
                                               : "connection lost: " + transport_->lastError());
       return;
     }
-    if (state_ != State::kAwaitConnack) continue;  // nothing else is expected; ignore it
-    std::size_t take = std::min(r.bytes, sizeof connack_ - connackBytes_);
-    std::memcpy(connack_ + connackBytes_, buffer, take);
-    connackBytes_ += take;
-    if (connackBytes_ < sizeof connack_) continue;
-    if (connack_[0] != kConnack || connack_[1] != 0x02 || connack_[3] != 0x00) {
-      fail("CONNACK refused, return code " + std::to_string(connack_[3]));
-      return;
+    input_.insert(input_.end(), buffer, buffer + r.bytes);
+    std::size_t used = 0;
+    while (fd_ >= 0) {
+      bus::mqtt::Packet packet;
+      auto decoded =
+          bus::mqtt::nextPacket(std::span<const uint8_t>(input_).subspan(used), 0, packet);
+      if (decoded.status == bus::mqtt::DecodeStatus::kNeedMore) break;
+      if (decoded.status == bus::mqtt::DecodeStatus::kMalformed) {
+        fail(std::string("malformed packet from broker: ") + decoded.error);
+        return;
+      }
+      used += packet.size;
+      if (state_ == State::kAwaitConnack) {
+        bus::mqtt::Connack connack;
+        if (packet.type != bus::mqtt::PacketType::kConnack ||
+            bus::mqtt::decodeConnack(packet, connack).status != bus::mqtt::DecodeStatus::kOk) {
+          fail("expected CONNACK");
+          return;
+        }
+        if (connack.code != 0) {
+          fail("CONNACK refused, return code " + std::to_string(connack.code));
+          return;
+        }
+        // The broker's tickets arrive right after the handshake, before CONNACK: keep the
+        // newest.
+        if (SSL_SESSION* s = transport_->takeSession()) {
+          if (session_) SSL_SESSION_free(session_);
+          session_ = s;
+        }
+        state_ = State::kConnected;
+        if (events_.onConnected) events_.onConnected();
+      } else if (state_ == State::kConnected && events_.onPacket) {
+        events_.onPacket(packet);
+      }
     }
-    // The broker's tickets arrive right after the handshake, before CONNACK: keep the newest.
-    if (SSL_SESSION* s = transport_->takeSession()) {
-      if (session_) SSL_SESSION_free(session_);
-      session_ = s;
-    }
-    state_ = State::kConnected;
-    if (events_.onConnected) events_.onConnected();
+    if (fd_ < 0) return;
+    input_.erase(input_.begin(), input_.begin() + static_cast<std::ptrdiff_t>(used));
   }
 }
 

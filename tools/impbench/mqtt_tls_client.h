@@ -1,6 +1,9 @@
 // One MQTT 3.1.1 client over mutual TLS on an EventLoop, with just enough protocol for the
-// mosquitto baseline: connect, present the device's certificate, send CONNECT (clean session,
-// no keepalive), wait for CONNACK, sit idle, and leave with DISCONNECT. It keeps the TLS
+// mosquitto baselines: connect, present the device's certificate, send CONNECT (clean session,
+// no keepalive), wait for CONNACK, then either sit idle (`impbench connections`) or exchange
+// packets the owner encodes with bus/mqtt's codec (`impbench messages`: send() writes at once,
+// like DeviceClient::send, and every packet that arrives after CONNACK goes to onPacket), and
+// leave with DISCONNECT. It keeps the TLS
 // session it was given and offers it on the next connect, like a DeviceClient, whose connect
 // and handshake steps it takes (gateway/device/tls_client_connect.h).
 //
@@ -17,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bus/mqtt/mqtt_codec.h"
 #include "gateway/base/net/event_loop.h"
 #include "gateway/base/net/socket.h"
 #include "gateway/base/net/tls_context.h"
@@ -32,6 +36,8 @@ class MqttTlsClient final : public net::IoHandler {
   struct Events {
     std::function<void()> onConnected;                        // CONNACK accepted
     std::function<void(const std::string& reason)> onFailed;  // the connection ended unasked
+    // A complete packet after CONNACK; its body is valid only during the call.
+    std::function<void(const bus::mqtt::Packet& packet)> onPacket;
   };
 
   MqttTlsClient(net::EventLoop& loop, const net::TlsContext& tls,
@@ -46,6 +52,10 @@ class MqttTlsClient final : public net::IoHandler {
   void connect();
   // Sends DISCONNECT and close_notify (best effort) and closes. No event follows.
   void disconnect();
+
+  // Writes encoded packets now (what the transport does not take waits for EPOLLOUT). Only
+  // while connected; otherwise the bytes are dropped and false returned.
+  bool send(std::span<const uint8_t> bytes);
 
   void onIoEvents(uint32_t events) override;
 
@@ -73,8 +83,7 @@ class MqttTlsClient final : public net::IoHandler {
   SSL_SESSION* session_ = nullptr;  // offered on the next connect
   std::vector<uint8_t> output_;     // CONNECT bytes not yet written
   std::size_t written_ = 0;
-  uint8_t connack_[4] = {};
-  std::size_t connackBytes_ = 0;
+  std::vector<uint8_t> input_;  // received bytes not yet a complete packet
   int fd_ = -1;
   uint32_t interest_ = 0;
   State state_ = State::kIdle;
