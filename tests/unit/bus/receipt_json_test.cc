@@ -45,9 +45,9 @@ TEST_CASE("valid UTF-8 passes through; anything else becomes U+FFFD") {
   const std::string replacement = "\xEF\xBF\xBD";
   // A lone continuation byte, a truncated sequence, an overlong form, a surrogate, a code
   // point above U+10FFFF, and bytes that never start a sequence.
-  for (std::string bad : {std::string("\x80"), std::string("\xE2\x9C"), std::string("\xC0\xAF"),
-                          std::string("\xED\xA0\x80"), std::string("\xF4\x90\x80\x80"),
-                          std::string("\xFF\xFE")}) {
+  for (std::string bad :
+       {std::string("\x80"), std::string("\xE2\x9C"), std::string("\xC0\xAF"),
+        std::string("\xED\xA0\x80"), std::string("\xF4\x90\x80\x80"), std::string("\xFF\xFE")}) {
     INFO("bytes " << bad.size());
     std::string out = jsonQuoted("a" + bad + "b");
     auto parsed = nlohmann::json::parse(out);  // throws on invalid UTF-8
