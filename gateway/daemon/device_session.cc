@@ -340,7 +340,8 @@ void DeviceSession::deliver(const bus::AgentMessage& message) {
   // Pending before sending: if the send closes the session (output overflow), this message
   // gets its "failed" receipt with the others.
   if (ackWanted) {
-    pendingBytes_ += d.event.capacity() + d.correlation.capacity();
+    d.heldBytes = static_cast<uint32_t>(d.event.capacity() + d.correlation.capacity());
+    pendingBytes_ += d.heldBytes;
     pending_.push_back(std::move(d));
   }
   sendFrame(frame);
@@ -356,7 +357,7 @@ void DeviceSession::handleAck(const protocol::Ack& ack) {
     publishReceipt(*it, delivered                                      ? "delivered"
                         : ack.status == protocol::AckStatus::kRejected ? "rejected"
                                                                        : "failed");
-    pendingBytes_ -= it->event.capacity() + it->correlation.capacity();
+    pendingBytes_ -= it->heldBytes;
     pending_.erase(it);
     if (pending_.empty()) pending_.shrink_to_fit();
     return;
@@ -371,7 +372,7 @@ void DeviceSession::expireDeliveries(uint32_t now) {
                           [&](const PendingDelivery& d) { return now - d.sentAt < timeout; });
   if (end == pending_.begin()) return;
   for (auto it = pending_.begin(); it != end; ++it) {
-    pendingBytes_ -= it->event.capacity() + it->correlation.capacity();
+    pendingBytes_ -= it->heldBytes;
     publishReceipt(*it, "failed");
   }
   gateway_.stats().deliveriesTimedOut.inc(static_cast<uint64_t>(end - pending_.begin()));

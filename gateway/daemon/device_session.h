@@ -71,6 +71,10 @@ class DeviceSession final : public net::IoHandler {
     uint64_t seq;
     std::string event;
     std::string correlation;
+    // Heap bytes counted in pendingBytes_ when it was added. Recorded, because erasing from
+    // pending_ move-assigns the later entries, and a short string moved into a longer one's
+    // place keeps that one's capacity: recounting then would make pendingBytes_ wrap.
+    uint32_t heldBytes = 0;
   };
 
   // A publish to the bus waiting for the broker's answer: a device MSG or a LOG line.

@@ -226,3 +226,22 @@ TEST_CASE("agent messages are refused with a failed receipt while the reactor is
   CHECK(receipts(h, 2).at(1).status == "delivered");
   CHECK(h.onLoop([&] { return dev.messages.size(); }) == 1);
 }
+
+// Acknowledging the first of two pending deliveries moves the second into its place; a short
+// event name moved into a long one's string keeps the long one's capacity. The session must
+// give back what it counted, not recount, or its buffered bytes wrap below zero and the node
+// sheds the device for being over its memory budget.
+TEST_CASE("acknowledged deliveries with events of different lengths give back what they held") {
+  GatewayHarness h;
+  TestDevice& dev = h.connectDevice("dev-1");
+  h.onLoop([&] {
+    h.gateway().onAgentMessage(agentMessage("a-rather-long-event-name-01", "1", 1, "c-1"));
+    h.gateway().onAgentMessage(agentMessage("led", "2", 1, "c-2"));
+  });
+  REQUIRE(h.waitFor([&] { return h.stats().messagesDelivered.value() == 2; }));
+  h.flushToDevice(dev);
+  CHECK(h.stats().bufferedBytes.value() < 1024 * 1024);
+  CHECK(h.stats().devicesOnline.value() == 1);
+  CHECK(h.onLoop([&] { return h.gateway().budget().used(); }) < 1024 * 1024);
+  CHECK(h.onLoop([&] { return dev.offline.empty(); }));
+}
