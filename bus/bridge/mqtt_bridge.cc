@@ -202,25 +202,20 @@ void MqttBridge::onMessage(mqtt::const_message_ptr msg) {
   if (props.contains(mqtt::property::CORRELATION_DATA)) {
     correlation = mqtt::get<std::string>(props, mqtt::property::CORRELATION_DATA);
   }
-  if (msg->is_retained()) {
-    // A retained command would run again on every (re)subscribe: agents must not retain them.
-    // Under MQTT 5 the flag is kept as published (subscribeOptions()), so this also catches a
-    // retained publish made while the device is online; under 3.1.1 only a stored one shows it.
-    log::warn(kComp, "refusing retained agent message", {{"topic", msg->get_topic()}});
-    if (msg->get_qos() > 0) {
-      // The agent asked for a receipt. seq 0: the message never reached the device's session,
-      // which numbers only what it handles.
-      publishReceipt(parsed->name,
-                     Receipt{parsed->event, 0, "rejected", correlation, options_.node});
-    }
-    return;
-  }
   AgentMessage m;
   m.device.assign(parsed->name);
   m.event.assign(parsed->event);
   m.payload = msg->get_payload_str();
   m.qos = msg->get_qos();
   m.correlation = std::move(correlation);
+  // The agent asks for a receipt there; the gateway checks the topic before using it.
+  if (props.contains(mqtt::property::RESPONSE_TOPIC)) {
+    m.responseTopic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
+  }
+  // The gateway refuses retained messages. Under MQTT 5 the flag is kept as published
+  // (subscribeOptions()), so this also catches a retained publish made while the device is
+  // online; under 3.1.1 only a stored one shows it.
+  m.retained = msg->is_retained();
   listener_.onAgentMessage(std::move(m));
 }
 
@@ -327,7 +322,8 @@ void MqttBridge::publishReceipt(std::string_view device, const Receipt& r) {
       props.add({mqtt::property::CORRELATION_DATA, std::string(r.correlation)});
     }
   }
-  publish(topics_.deviceAck(device), dumpJson(j), false, props.empty() ? nullptr : &props);
+  publish(r.topic.empty() ? topics_.deviceAck(device) : std::string(r.topic), dumpJson(j), false,
+          props.empty() ? nullptr : &props);
 }
 
 std::string MqttBridge::nodeStateJson(bool online, std::size_t devices) const {

@@ -314,24 +314,33 @@ void DeviceSession::reaccount() {
   gateway_.onBufferedBytesChanged(before, now);
 }
 
-void DeviceSession::deliver(const bus::AgentMessage& message) {
+void DeviceSession::deliver(const bus::AgentMessage& message, const ReceiptRoute& receipt) {
   GatewayStats& stats = gateway_.stats();
-  bool ackWanted = message.qos > 0;
-  PendingDelivery d{nextOutgoingId_++, gateway_.nowSeconds(), ++deliverySeq_, message.event,
-                    message.correlation};
+  // QoS 1 asks the device to acknowledge, as does a receipt request at QoS 0 (the receipt says
+  // what the device answered). A QoS 1 message without a receipt is still acknowledged: it
+  // counts against max-pending-deliveries and in impgate_messages_delivered_total.
+  bool ackWanted = message.qos > 0 || receipt.wanted;
+  PendingDelivery d{nextOutgoingId_++,
+                    gateway_.nowSeconds(),
+                    ++deliverySeq_,
+                    message.event,
+                    receipt.wanted ? message.correlation : std::string(),
+                    std::string(receipt.topic),
+                    0,
+                    receipt.wanted};
   if (nextOutgoingId_ == 0) nextOutgoingId_ = 1;
   if (state_ != State::kOnline || gateway_.sheddingLoad()) {
     // Gone, or the node is over its memory budget: a retry may work.
     stats.messagesUndeliverable.inc();
     if (state_ == State::kOnline) stats.deliveriesShed.inc();
-    if (ackWanted) publishReceipt(d, "failed");
+    publishReceipt(d, "failed");
     return;
   }
   // A frame over the device's limit would make the device hang up; refuse it here instead.
   bool tooLarge = message.payload.size() > protocol::kMaxPayload;
   if (tooLarge || (ackWanted && pending_.size() >= gateway_.config().maxPendingDeliveries)) {
     stats.messagesUndeliverable.inc();
-    if (ackWanted) publishReceipt(d, "rejected");
+    publishReceipt(d, "rejected");
     return;
   }
   auto payload = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(message.payload.data()),
@@ -340,7 +349,8 @@ void DeviceSession::deliver(const bus::AgentMessage& message) {
   // Pending before sending: if the send closes the session (output overflow), this message
   // gets its "failed" receipt with the others.
   if (ackWanted) {
-    d.heldBytes = static_cast<uint32_t>(d.event.capacity() + d.correlation.capacity());
+    d.heldBytes = static_cast<uint32_t>(d.event.capacity() + d.correlation.capacity() +
+                                        d.receiptTopic.capacity());
     pendingBytes_ += d.heldBytes;
     pending_.push_back(std::move(d));
   }
@@ -381,8 +391,9 @@ void DeviceSession::expireDeliveries(uint32_t now) {
 }
 
 void DeviceSession::publishReceipt(const PendingDelivery& d, std::string_view status) {
-  gateway_.bus().publishReceipt(
-      deviceId_, bus::Receipt{d.event, d.seq, status, d.correlation, gateway_.config().node});
+  if (!d.receipt) return;
+  gateway_.bus().publishReceipt(deviceId_, bus::Receipt{d.event, d.seq, status, d.correlation,
+                                                        gateway_.config().node, d.receiptTopic});
 }
 
 template <typename FrameT>
