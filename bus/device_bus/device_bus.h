@@ -75,6 +75,8 @@ class DeviceBus {
   // lines count against the same per-device limits as messages.
   virtual void publishLog(std::string_view device, std::string_view level, std::string_view text,
                           uint64_t token) = 0;
+  // Publishes `receipt` (QoS 1, not retained) on receipt.topic, or on the device's ack topic
+  // when that is empty.
   virtual void publishReceipt(std::string_view device, const Receipt& receipt) = 0;
   // Retained node status; `devices` is the number of devices connected to this node.
   virtual void publishNodeState(std::size_t devices) = 0;

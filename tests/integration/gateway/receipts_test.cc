@@ -58,7 +58,9 @@ TEST_CASE("an MQTT 5 agent gets its receipt on its response topic, with its corr
                                std::string_view("corr-6")));
   REQUIRE(dev->nextMessage(5s));
   auto second = agent.waitFor(
-      [](const Message& m) { return m.topic == "agents/probe/receipts" && m.payload.find("corr-6") != std::string::npos; },
+      [](const Message& m) {
+        return m.topic == "agents/probe/receipts" && m.payload.find("corr-6") != std::string::npos;
+      },
       5s);
   REQUIRE(second);
   CHECK(json(*second)["status"] == "delivered");

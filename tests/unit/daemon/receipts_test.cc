@@ -15,7 +15,8 @@ constexpr const char* kAgentTopic = "agents/a1/receipts";
 
 bus::AgentMessage message(const std::string& event, int qos,
                           std::optional<std::string> responseTopic = {},
-                          const std::string& correlation = {}, const std::string& device = "dev-1") {
+                          const std::string& correlation = {},
+                          const std::string& device = "dev-1") {
   bus::AgentMessage m{device, event, "payload", qos, correlation};
   m.responseTopic = std::move(responseTopic);
   return m;
@@ -103,18 +104,18 @@ TEST_CASE("a response topic that could reach other topics or is malformed is ref
   TestDevice& dev = h.connectDevice("dev-1");
 
   const std::vector<std::string> refused = {
-      "",                          // not a topic name
-      "agents/+/receipts",         // wildcards: a publish there is a protocol error
-      "agents/#",                  //
-      "#",                         //
-      std::string(257, 'a'),       // longer than 256 bytes
-      "imp/dev/dev-1/in/led",      // the device's own input: a loop
-      "imp/dev/dev-2/ack",         // another device's receipts
-      "imp/dev/dev-1/state",       // presence
-      "imp/dev/dev-1/out/temp",    // device messages
-      "imp/gw/node-a/state",       // node status
-      "imp/agents/a1",             // anything else under the prefix
-      "$SYS/broker/x",             // broker topics ($CONTROL is mosquitto's admin API)
+      "",                        // not a topic name
+      "agents/+/receipts",       // wildcards: a publish there is a protocol error
+      "agents/#",                //
+      "#",                       //
+      std::string(257, 'a'),     // longer than 256 bytes
+      "imp/dev/dev-1/in/led",    // the device's own input: a loop
+      "imp/dev/dev-2/ack",       // another device's receipts
+      "imp/dev/dev-1/state",     // presence
+      "imp/dev/dev-1/out/temp",  // device messages
+      "imp/gw/node-a/state",     // node status
+      "imp/agents/a1",           // anything else under the prefix
+      "$SYS/broker/x",           // broker topics ($CONTROL is mosquitto's admin API)
       "$CONTROL/dynamic-security/v1",
       std::string("agents/a\0b", 10),  // NUL is not allowed in MQTT strings
       "agents/\xff\xfe",               // not UTF-8
@@ -134,7 +135,7 @@ TEST_CASE("a response topic that could reach other topics or is malformed is ref
     CHECK(all[i].device == "dev-1");
     CHECK(all[i].event == "cmd");
     CHECK(all[i].status == "rejected");
-    CHECK(all[i].seq == 0);  // never reached the session
+    CHECK(all[i].seq == 0);       // never reached the session
     CHECK(all[i].topic.empty());  // the device's ack topic
     CHECK(all[i].correlation == "c-" + std::to_string(i + 1));
   }
