@@ -102,7 +102,7 @@ class Agent::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   SendResult send(const std::string& device, const std::string& event, std::string_view payload,
-                  int qos);
+                  int qos, bool receipt);
   bool start(milliseconds timeout);
   void stop();
   bool ready() const { return subscribed_.load(); }
@@ -439,7 +439,7 @@ void Agent::Impl::teardown(std::shared_ptr<mqtt::async_client> client) {
 }
 
 SendResult Agent::Impl::send(const std::string& device, const std::string& event,
-                             std::string_view payload, int qos) {
+                             std::string_view payload, int qos, bool receipt) {
   if (!isValidDeviceId(device)) return {SendError::kInvalidDevice, {}, "invalid device id"};
   if (!isValidEventName(event)) return {SendError::kInvalidEvent, {}, "invalid event name"};
   if (qos != 0 && qos != 1) return {SendError::kInvalidQos, {}, "qos must be 0 or 1"};
@@ -459,6 +459,9 @@ SendResult Agent::Impl::send(const std::string& device, const std::string& event
       corr = corrPrefix_ + std::to_string(++corrCounter_);
       mqtt::properties props;
       props.add(mqtt::property(mqtt::property::CORRELATION_DATA, corr));
+      // Asks for the receipt on the ack topic this agent already subscribes to.
+      if (receipt)
+        props.add(mqtt::property(mqtt::property::RESPONSE_TOPIC, topics_->deviceAck(device)));
       msg->set_properties(std::move(props));
     }
     client->publish(msg);
@@ -700,7 +703,11 @@ bool Agent::isConnected(const std::string& device) const {
 }
 SendResult Agent::send(const std::string& device, const std::string& event,
                        std::string_view payload, int qos) {
-  return impl_->send(device, event, payload, qos);
+  return impl_->send(device, event, payload, qos, qos == 1);
+}
+SendResult Agent::send(const std::string& device, const std::string& event,
+                       std::string_view payload, int qos, bool receipt) {
+  return impl_->send(device, event, payload, qos, receipt);
 }
 bool Agent::start(std::chrono::milliseconds timeout) {
   return impl_->start(timeout);

@@ -66,7 +66,8 @@ class Agent {
     std::string caFile{};    // ssl://: CA bundle that verifies the broker (empty: system store)
     std::string certFile{};  // ssl://: client certificate (PEM), if the broker wants one
     std::string keyFile{};   // ssl://: its private key (PEM)
-    bool mqtt5 = true;       // false: MQTT 3.1.1 (no correlation data, so no corr ids)
+    bool mqtt5 = true;       // false: MQTT 3.1.1 (no correlation data, so no corr ids, and no
+                             // receipts unless the gateway nodes run `--receipts all`)
     // Non-empty: device messages are subscribed as $share/<group>/..., so the broker spreads them
     // over every agent of the group. Presence and receipts are still seen by each instance
     // (everyone can answer isConnected()); onReceipt then reports only receipts for this
@@ -110,10 +111,19 @@ class Agent {
   bool isConnected(const std::string& device) const;
 
   // Publishes `payload` to the device as event `event` on <prefix>/dev/<device>/in/<event>.
-  // QoS 1 asks the device to acknowledge: a Receipt follows (once the gateway hears back). QoS 0
-  // is fire and forget. A result only says the message was handed to the MQTT client.
+  // QoS 1 asks the device to acknowledge and asks for a receipt; QoS 0 is fire and forget. A
+  // result only says the message was handed to the MQTT client. Same as
+  // send(device, event, payload, qos, qos == 1).
   SendResult send(const std::string& device, const std::string& event, std::string_view payload,
                   int qos = 1);
+  // `receipt` asks the gateway for a Receipt (onReceipt) whatever the QoS. Under MQTT 5 the
+  // message then names the device's ack topic, <prefix>/dev/<device>/ack, as its Response Topic
+  // (every agent already subscribes to it), with the correlation data it always carries; without
+  // `receipt` it names none and no receipt comes. MQTT 3.1.1 cannot ask per message: `receipt`
+  // has no effect there, and a receipt comes only for QoS 1 and only from nodes that run
+  // `impgate --receipts all`.
+  SendResult send(const std::string& device, const std::string& event, std::string_view payload,
+                  int qos, bool receipt);
 
   // Connects and subscribes; true once the broker has acknowledged the subscriptions. Retries a
   // refused connection until `timeout`; on failure logs why, leaves the agent stopped and returns

@@ -1,5 +1,6 @@
 // A delivery receipt: the gateway's word that a device acknowledged (or refused) an agent
-// message sent with QoS 1. Published on <prefix>/dev/<id>/ack as JSON:
+// message that asked for one (Agent::send asks for every QoS 1 send). Published on the message's
+// Response Topic, which the SDK sets to <prefix>/dev/<id>/ack, as JSON:
 //   {"event":"led","seq":17,"status":"delivered","node":"gw1","ts":1764115200000,"corr":"..."}
 #pragma once
 

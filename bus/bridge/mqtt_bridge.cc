@@ -133,25 +133,18 @@ void MqttBridge::onMessage(const mqtt::PublishIn& msg) {
     log::warn(kComp, "ignoring message on unexpected topic", {{"topic", msg.topic}});
     return;
   }
-  if (msg.retain) {
-    // A retained command would run again on every (re)subscribe: agents must not retain them.
-    // Under MQTT 5 the flag is kept as published (filterFor()), so this also catches a retained
-    // publish made while the device is online; under 3.1.1 only a stored one shows it.
-    log::warn(kComp, "refusing retained agent message", {{"topic", msg.topic}});
-    if (msg.qos > 0) {
-      // The agent asked for a receipt. seq 0: the message never reached the device's session,
-      // which numbers only what it handles.
-      publishReceipt(parsed->name,
-                     Receipt{parsed->event, 0, "rejected", msg.correlationData, options_.node});
-    }
-    return;
-  }
   AgentMessage m;
   m.device.assign(parsed->name);
   m.event.assign(parsed->event);
   m.payload.assign(reinterpret_cast<const char*>(msg.payload.data()), msg.payload.size());
   m.qos = msg.qos;
   m.correlation.assign(msg.correlationData);
+  // The agent asks for a receipt there; the gateway checks the topic before using it.
+  if (msg.hasResponseTopic) m.responseTopic = std::string(msg.responseTopic);
+  // The gateway refuses retained messages. Under MQTT 5 the flag is kept as published
+  // (filterFor()), so this also catches a retained publish made while the device is online;
+  // under 3.1.1 only a stored one shows it.
+  m.retained = msg.retain;
   listener_.onAgentMessage(std::move(m));
 }
 
@@ -241,7 +234,13 @@ void MqttBridge::publishReceipt(std::string_view device, const Receipt& r) {
   // One per agent message that asked for it: written into a reused buffer.
   std::string& j = receiptScratch_;
   writeReceiptJson(j, r, wallMs());
-  publish(linkFor(device), topics_.deviceAck(device), bytesOf(j), false, 0, r.correlation);
+  std::string ackTopic;
+  std::string_view topic = r.topic;  // a response topic the gateway has checked, or none
+  if (topic.empty()) {
+    ackTopic = topics_.deviceAck(device);
+    topic = ackTopic;
+  }
+  publish(linkFor(device), topic, bytesOf(j), false, 0, r.correlation);
 }
 
 std::string MqttBridge::nodeStateJson(bool online, std::size_t devices) const {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,8 +24,9 @@ struct Presence {
   std::string_view reason;  // why the device went offline (empty when online)
 };
 
-// Published on <prefix>/dev/<id>/ack when the device acknowledged (or could not receive) an
-// agent message.
+// The gateway's answer about one agent message: the device acknowledged it, or it could not be
+// delivered. Published only for messages that asked for one (see docs/topics.md, "Receipts");
+// the gateway decides whether and where, the bus only publishes it.
 struct Receipt {
   std::string_view event;
   uint64_t seq = 0;         // per-session sequence number of agent messages for this device; 0 when
@@ -32,6 +34,9 @@ struct Receipt {
   std::string_view status;  // "delivered", "rejected" or "failed"
   std::string_view correlation;  // MQTT 5 correlation data of the agent's message, if any
   std::string_view node;
+  // Where it is published: empty = the device's ack topic (<prefix>/dev/<id>/ack), otherwise
+  // the response topic the agent's message named (already checked by the gateway).
+  std::string_view topic = {};
 };
 
 // An agent -> device message as it arrived from the bus.
@@ -41,6 +46,11 @@ struct AgentMessage {
   std::string payload;
   int qos = 0;
   std::string correlation;
+  // MQTT 5 Response Topic property: the agent asks for a receipt there. nullopt when the message
+  // had none (always under MQTT 3.1.1). Untrusted: the gateway checks it before publishing to it.
+  std::optional<std::string> responseTopic = {};
+  // Published with the retain flag (see docs/topics.md): the gateway refuses it.
+  bool retained = false;
 };
 
 class DeviceBusListener {
@@ -68,6 +78,8 @@ class DeviceBus {
   // lines count against the same per-device limits as messages.
   virtual void publishLog(std::string_view device, std::string_view level, std::string_view text,
                           uint64_t token) = 0;
+  // Publishes `receipt` (QoS 1, not retained) on receipt.topic, or on the device's ack topic
+  // when that is empty.
   virtual void publishReceipt(std::string_view device, const Receipt& receipt) = 0;
   // Retained node status; `devices` is the number of devices connected to this node.
   virtual void publishNodeState(std::size_t devices) = 0;

@@ -463,6 +463,7 @@ Decoded decodePublish(const Packet& packet, Version version, PublishIn& p) {
           return true;
         case kResponseTopic:
           p.responseTopic = r.field();
+          p.hasResponseTopic = true;
           return true;
         case kTopicAlias:
           r.u16();

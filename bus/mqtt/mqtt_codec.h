@@ -158,7 +158,8 @@ struct PublishIn {
   // MQTT 5 properties (empty when absent).
   std::string_view correlationData;
   std::string_view responseTopic;
-  bool hasTopicAlias = false;  // never announced by us, so a protocol error
+  bool hasResponseTopic = false;  // also when empty (which a receiver may want to refuse)
+  bool hasTopicAlias = false;     // never announced by us, so a protocol error
 };
 
 // PUBACK, SUBACK, UNSUBACK: the packet id, and the reason codes (one for PUBACK, one per

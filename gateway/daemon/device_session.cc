@@ -319,24 +319,33 @@ void DeviceSession::reaccount() {
   gateway_.onBufferedBytesChanged(before, now);
 }
 
-void DeviceSession::deliver(const bus::AgentMessage& message) {
+void DeviceSession::deliver(const bus::AgentMessage& message, const ReceiptRoute& receipt) {
   GatewayStats& stats = gateway_.stats();
-  bool ackWanted = message.qos > 0;
-  PendingDelivery d{nextOutgoingId_++, gateway_.nowSeconds(), ++deliverySeq_, message.event,
-                    message.correlation};
+  // QoS 1 asks the device to acknowledge, as does a receipt request at QoS 0 (the receipt says
+  // what the device answered). A QoS 1 message without a receipt is still acknowledged: it
+  // counts against max-pending-deliveries and in impgate_messages_delivered_total.
+  bool ackWanted = message.qos > 0 || receipt.wanted;
+  PendingDelivery d{nextOutgoingId_++,
+                    gateway_.nowSeconds(),
+                    ++deliverySeq_,
+                    message.event,
+                    receipt.wanted ? message.correlation : std::string(),
+                    std::string(receipt.topic),
+                    0,
+                    receipt.wanted};
   if (nextOutgoingId_ == 0) nextOutgoingId_ = 1;
   if (state_ != State::kOnline || gateway_.sheddingLoad()) {
     // Gone, or the node is over its memory budget: a retry may work.
     stats.messagesUndeliverable.inc();
     if (state_ == State::kOnline) stats.deliveriesShed.inc();
-    if (ackWanted) publishReceipt(d, "failed");
+    publishReceipt(d, "failed");
     return;
   }
   // A frame over the device's limit would make the device hang up; refuse it here instead.
   bool tooLarge = message.payload.size() > protocol::kMaxPayload;
   if (tooLarge || (ackWanted && pending_.size() >= gateway_.config().maxPendingDeliveries)) {
     stats.messagesUndeliverable.inc();
-    if (ackWanted) publishReceipt(d, "rejected");
+    publishReceipt(d, "rejected");
     return;
   }
   auto payload = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(message.payload.data()),
@@ -345,7 +354,9 @@ void DeviceSession::deliver(const bus::AgentMessage& message) {
   // Pending before sending: if the send closes the session (output overflow), this message
   // gets its "failed" receipt with the others.
   if (ackWanted) {
-    pendingBytes_ += d.event.capacity() + d.correlation.capacity();
+    d.heldBytes = static_cast<uint32_t>(d.event.capacity() + d.correlation.capacity() +
+                                        d.receiptTopic.capacity());
+    pendingBytes_ += d.heldBytes;
     pending_.push_back(std::move(d));
   }
   sendFrame(frame);
@@ -361,7 +372,7 @@ void DeviceSession::handleAck(const protocol::Ack& ack) {
     publishReceipt(*it, delivered                                      ? "delivered"
                         : ack.status == protocol::AckStatus::kRejected ? "rejected"
                                                                        : "failed");
-    pendingBytes_ -= it->event.capacity() + it->correlation.capacity();
+    pendingBytes_ -= it->heldBytes;
     pending_.erase(it);
     if (pending_.empty()) pending_.shrink_to_fit();
     return;
@@ -376,7 +387,7 @@ void DeviceSession::expireDeliveries(uint32_t now) {
                           [&](const PendingDelivery& d) { return now - d.sentAt < timeout; });
   if (end == pending_.begin()) return;
   for (auto it = pending_.begin(); it != end; ++it) {
-    pendingBytes_ -= it->event.capacity() + it->correlation.capacity();
+    pendingBytes_ -= it->heldBytes;
     publishReceipt(*it, "failed");
   }
   gateway_.stats().deliveriesTimedOut.inc(static_cast<uint64_t>(end - pending_.begin()));
@@ -385,8 +396,9 @@ void DeviceSession::expireDeliveries(uint32_t now) {
 }
 
 void DeviceSession::publishReceipt(const PendingDelivery& d, std::string_view status) {
-  gateway_.bus().publishReceipt(
-      deviceId_, bus::Receipt{d.event, d.seq, status, d.correlation, gateway_.config().node});
+  if (!d.receipt) return;
+  gateway_.bus().publishReceipt(deviceId_, bus::Receipt{d.event, d.seq, status, d.correlation,
+                                                        gateway_.config().node, d.receiptTopic});
 }
 
 template <typename FrameT>

@@ -21,6 +21,7 @@
 #include "gateway/base/protocol/codec.h"
 #include "gateway/base/protocol/frame_reader.h"
 #include "gateway/daemon/gateway_stats.h"
+#include "gateway/daemon/receipt_route.h"
 
 namespace impgate::gateway {
 
@@ -44,8 +45,9 @@ class DeviceSession final : public net::IoHandler {
   void onIoEvents(uint32_t events) override;
   // Called about once a second: handshake deadline, keepalive ping and timeout.
   void sweep(uint32_t nowSeconds);
-  // An agent message for this device.
-  void deliver(const bus::AgentMessage& message);
+  // An agent message for this device; `receipt` says whether it gets a receipt and where
+  // (routeReceipt(); never a refused route).
+  void deliver(const bus::AgentMessage& message, const ReceiptRoute& receipt);
   // The broker's answer to the publish this session started under `tag` (Gateway::publishToken).
   void onPublished(uint16_t tag, bool ok);
 
@@ -71,6 +73,12 @@ class DeviceSession final : public net::IoHandler {
     uint64_t seq;
     std::string event;
     std::string correlation;
+    std::string receiptTopic;  // empty: the device's ack topic
+    // Heap bytes counted in pendingBytes_ when it was added. Recorded, because erasing from
+    // pending_ move-assigns the later entries, and a short string moved into a longer one's
+    // place keeps that one's capacity: recounting then would make pendingBytes_ wrap.
+    uint32_t heldBytes;
+    bool receipt;  // whether the agent gets a receipt for it
   };
 
   // A publish to the bus waiting for the broker's answer: a device MSG or a LOG line.
@@ -104,6 +112,7 @@ class DeviceSession final : public net::IoHandler {
   // Asks the reactor for `want`; on failure the session closes (kIoError) and false is returned.
   bool watchEvents(uint32_t want);
   void closeNow(std::string_view why, bool sendBye, protocol::ByeReason bye);
+  // Publishes d's receipt with `status`, if it wanted one.
   void publishReceipt(const PendingDelivery& d, std::string_view status);
   // Gives up on deliveries the device has not acknowledged within the delivery timeout.
   void expireDeliveries(uint32_t now);

@@ -273,29 +273,53 @@ void Gateway::onPublished(uint64_t token, bool ok) {
 
 void Gateway::onAgentMessage(bus::AgentMessage&& message) {
   stats_.agentMessages.inc();
-  if (loop_.postedPending() > kPostedShedAt) {
-    // The reactor is far behind the bus: refuse (a retry may work) instead of queueing more.
-    stats_.messagesUndeliverable.inc();
-    stats_.deliveriesShed.inc();
-    if (message.qos > 0) {
-      bus_->publishReceipt(message.device, bus::Receipt{message.event, 0, "failed",
-                                                        message.correlation, config_.node});
-    }
-    return;
-  }
   auto it = devices_.find(message.device);
-  if (it == devices_.end()) {
+  if (it == devices_.end() && !recentlyGone_.contains(message.device)) {
+    // Never here, or long gone: another node's business, no receipt from here.
     stats_.messagesUndeliverable.inc();
     log::debug(kComp, "agent message for a device not on this node", {{"device", message.device}});
-    // Its session here just ended (the unsubscribe is still on its way): the agent is told,
-    // as it is for the messages that were pending when the session ended.
-    if (message.qos > 0 && recentlyGone_.contains(message.device)) {
-      bus_->publishReceipt(message.device, bus::Receipt{message.event, 0, "failed",
-                                                        message.correlation, config_.node});
-    }
     return;
   }
-  it->second->deliver(message);
+  // Whether this message gets a receipt, and where: decided here once; every receipt for it,
+  // here or in its session, follows this route.
+  ReceiptRoute route = routeReceipt(message, config_.receipts, config_.prefix);
+  auto refuse = [&](std::string_view status) {
+    stats_.messagesUndeliverable.inc();
+    // seq 0: the message never reached the device's session, which numbers only what it handles.
+    if (route.wanted) {
+      bus_->publishReceipt(
+          message.device,
+          bus::Receipt{message.event, 0, status, message.correlation, config_.node, route.topic});
+    }
+  };
+  if (!route.refused.empty()) {
+    // Publishing there could inject into other topics (or be a protocol error that costs the
+    // node its broker connection): not delivered, and told on the device's ack topic.
+    log::warn(kComp, "refusing agent message with an unusable response topic",
+              {{"device", message.device}, {"event", message.event}, {"why", route.refused}});
+    refuse("rejected");
+    return;
+  }
+  if (message.retained) {
+    // A retained command would run again on every (re)subscribe: agents must not retain them.
+    log::warn(kComp, "refusing retained agent message",
+              {{"device", message.device}, {"event", message.event}});
+    refuse("rejected");
+    return;
+  }
+  if (loop_.postedPending() > kPostedShedAt) {
+    // The reactor is far behind the bus: refuse (a retry may work) instead of queueing more.
+    stats_.deliveriesShed.inc();
+    refuse("failed");
+    return;
+  }
+  if (it == devices_.end()) {
+    // Its session here just ended (the unsubscribe is still on its way): the agent is told,
+    // as it is for the messages that were pending when the session ended.
+    refuse("failed");
+    return;
+  }
+  it->second->deliver(message, route);
 }
 
 void Gateway::onBusConnection(bool connected) {

@@ -20,6 +20,7 @@
 #include "gateway/daemon/gateway_config.h"
 #include "gateway/daemon/gateway_stats.h"
 #include "gateway/daemon/memory_budget.h"
+#include "gateway/daemon/receipt_route.h"
 
 namespace impgate::gateway {
 

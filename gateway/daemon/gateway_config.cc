@@ -87,6 +87,18 @@ Status applySetting(const std::string& rawKey, const std::string& v, GatewayConf
       {"mqtt-key", text(c.mqttKeyFile)},
       {"mqtt-buffer", [&] { return parseNumber(key, v, c.mqttBuffer); }},
       {"mqtt-connections", [&] { return parseNumber(key, v, c.mqttConnections); }},
+      {"receipts",
+       [&] {
+         if (v == "requested") {
+           c.receipts = ReceiptMode::kRequested;
+         } else if (v == "all") {
+           c.receipts = ReceiptMode::kAll;
+         } else {
+           return Status(
+               invalid("setting '" + key + "' must be 'requested' or 'all', got '" + v + "'"));
+         }
+         return Status();
+       }},
       {"tls-cert", text(c.tlsCert)},
       {"tls-key", text(c.tlsKey)},
       {"tls-client-ca", text(c.tlsClientCa)},

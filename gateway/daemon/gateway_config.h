@@ -15,6 +15,12 @@
 
 namespace impgate::gateway {
 
+// Which agent messages get a receipt (docs/topics.md, "Receipts").
+enum class ReceiptMode {
+  kRequested,  // only those that name an MQTT 5 Response Topic, published there
+  kAll,        // also every QoS 1 message, on the device's ack topic (MQTT 3.1.1 agents)
+};
+
 struct GatewayConfig {
   std::string home;                        // impgate home (CA, gateway credentials)
   std::string listen = "0.0.0.0:31314";    // device listener
@@ -33,6 +39,7 @@ struct GatewayConfig {
   std::string mqttKeyFile;
   int mqttBuffer = 100000;  // publishes buffered while the broker is unreachable
   int mqttConnections = 4;  // connections to the broker, devices hashed onto them
+  ReceiptMode receipts = ReceiptMode::kRequested;
 
   // TLS: credentials default to the home's gateway certificate and fleet CA.
   std::string tlsCert;

@@ -104,6 +104,9 @@ int main(int argc, char** argv) {
       {"mqtt-key", "Client key for the broker"},
       {"mqtt-buffer", "Messages buffered while the broker is unreachable"},
       {"mqtt-connections", "Connections to the broker; devices are hashed onto them (default 4)"},
+      {"receipts",
+       "Which agent messages get a receipt: 'requested' (those with an MQTT 5 response topic, "
+       "the default) or 'all' (also every QoS 1 message, on the ack topic)"},
       {"tls-cert", "Gateway certificate (default: home/gateway/gateway.crt)"},
       {"tls-key", "Gateway key (default: home/gateway/gateway.key)"},
       {"tls-client-ca", "CA that issues device certificates (default: home/ca/ca.crt)"},

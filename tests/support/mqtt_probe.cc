@@ -30,6 +30,9 @@ MqttProbe::MqttProbe(std::string uri, std::string clientId, bool mqtt5)
     if (props.contains(mqtt::property::CORRELATION_DATA)) {
       m.correlationData = mqtt::get<std::string>(props, mqtt::property::CORRELATION_DATA);
     }
+    if (props.contains(mqtt::property::RESPONSE_TOPIC)) {
+      m.responseTopic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
+    }
     {
       std::lock_guard lock(mutex_);
       messages_.push_back(std::move(m));
@@ -122,6 +125,25 @@ bool MqttProbe::publish(const std::string& topic, std::string_view payload, int 
                                mqtt::string_ref(std::string(*correlationData))));
       msg->set_properties(props);
     }
+    return client_->publish(msg)->wait_for(deadline);
+  } catch (const mqtt::exception&) {
+    return false;
+  }
+}
+
+bool MqttProbe::publishRequest(const std::string& topic, std::string_view payload, int qos,
+                               const std::string& responseTopic,
+                               std::optional<std::string_view> correlationData,
+                               std::chrono::milliseconds deadline) {
+  try {
+    auto msg = mqtt::make_message(topic, payload.data(), payload.size(), qos, false);
+    mqtt::properties props;
+    props.add(mqtt::property(mqtt::property::RESPONSE_TOPIC, responseTopic));
+    if (correlationData) {
+      props.add(mqtt::property(mqtt::property::CORRELATION_DATA,
+                               mqtt::string_ref(std::string(*correlationData))));
+    }
+    msg->set_properties(props);
     return client_->publish(msg)->wait_for(deadline);
   } catch (const mqtt::exception&) {
     return false;

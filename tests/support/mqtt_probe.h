@@ -30,6 +30,7 @@ class MqttProbe {
     int qos = 0;
     bool retained = false;
     std::optional<std::string> correlationData;  // MQTT 5 property, when present
+    std::optional<std::string> responseTopic;    // MQTT 5 property, when present
   };
   using Predicate = std::function<bool(const Message&)>;
 
@@ -48,6 +49,12 @@ class MqttProbe {
   bool publish(const std::string& topic, std::string_view payload, int qos = 1,
                bool retained = false, std::optional<std::string_view> correlationData = {},
                std::chrono::milliseconds deadline = std::chrono::seconds(5));
+  // Like publish() (not retained), with an MQTT 5 Response Topic property: for an agent message
+  // that asks for a receipt there.
+  bool publishRequest(const std::string& topic, std::string_view payload, int qos,
+                      const std::string& responseTopic,
+                      std::optional<std::string_view> correlationData = {},
+                      std::chrono::milliseconds deadline = std::chrono::seconds(5));
 
   // The first recorded message matching `match`, waiting for it up to `deadline`.
   std::optional<Message> waitFor(const Predicate& match, std::chrono::milliseconds deadline);

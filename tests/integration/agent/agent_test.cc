@@ -200,6 +200,9 @@ TEST_CASE("send() publishes agent->device messages with QoS and correlation data
   CHECK_FALSE(msg->retained);
   REQUIRE(msg->correlationData);
   CHECK(*msg->correlationData == sent.corr);
+  // QoS 1 asks for a receipt on the device's ack topic (MQTT 5 Response Topic).
+  REQUIRE(msg->responseTopic);
+  CHECK(*msg->responseTopic == "imp/dev/d1/ack");
 
   auto fireAndForget = b.agent.send("d1", "blink", std::string("\x00\xff", 2), 0);
   REQUIRE(fireAndForget.ok());
@@ -208,6 +211,21 @@ TEST_CASE("send() publishes agent->device messages with QoS and correlation data
   REQUIRE(msg0);
   CHECK(msg0->qos == 0);
   CHECK(msg0->payload == std::string("\x00\xff", 2));
+  CHECK_FALSE(msg0->responseTopic);
+
+  // The receipt request, explicitly: at QoS 0 too, or not at QoS 1.
+  REQUIRE(b.agent.send("d1", "ask0", "x", 0, true).ok());
+  auto ask0 = b.gateway.waitForTopic("imp/dev/d1/in/ask0", 5s);
+  REQUIRE(ask0);
+  CHECK(ask0->qos == 0);
+  REQUIRE(ask0->responseTopic);
+  CHECK(*ask0->responseTopic == "imp/dev/d1/ack");
+  CHECK(ask0->correlationData);
+  REQUIRE(b.agent.send("d1", "quiet1", "x", 1, false).ok());
+  auto quiet1 = b.gateway.waitForTopic("imp/dev/d1/in/quiet1", 5s);
+  REQUIRE(quiet1);
+  CHECK(quiet1->qos == 1);
+  CHECK_FALSE(quiet1->responseTopic);
 
   CHECK(b.agent.send("a/b", "led", "x").error == SendError::kInvalidDevice);
   CHECK(b.agent.send("+", "led", "x").error == SendError::kInvalidDevice);
@@ -334,6 +352,7 @@ TEST_CASE("an MQTT 3.1.1 agent works without correlation ids") {
   auto msg = b.gateway.waitForTopic("imp/dev/d1/in/led", 5s);
   REQUIRE(msg);
   CHECK_FALSE(msg->correlationData);
+  CHECK_FALSE(msg->responseTopic);  // 3.1.1 has no properties: receipts need --receipts all
 }
 
 TEST_CASE("start() gives up at its deadline when no broker answers, and bad options fail") {

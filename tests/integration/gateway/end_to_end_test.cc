@@ -49,7 +49,9 @@ TEST_CASE("an agent message reaches the device and its ACK produces a receipt") 
   REQUIRE(agent.connect());
   REQUIRE(agent.subscribe("imp/dev/dev-2/ack"));
 
-  REQUIRE(agent.publish("imp/dev/dev-2/in/led", "on", 1, false, std::string_view("corr-17")));
+  // Asks for the receipt on the device's ack topic, as the agent SDK does.
+  REQUIRE(agent.publishRequest("imp/dev/dev-2/in/led", "on", 1, "imp/dev/dev-2/ack",
+                               std::string_view("corr-17")));
   auto received = dev->nextMessage(5s);
   REQUIRE(received);
   CHECK(received->event == "led");
@@ -77,8 +79,8 @@ TEST_CASE("an agent message published at QoS 0 is delivered without a receipt") 
   auto received = dev->nextMessage(5s);
   REQUIRE(received);
   CHECK(received->event == "blink");
-  // A QoS 1 message after it does get a receipt, and it is the only one.
-  REQUIRE(agent.publish("imp/dev/dev-q0/in/blink", "2", 1));
+  // A message after it that asks for a receipt gets one, and it is the only one.
+  REQUIRE(agent.publishRequest("imp/dev/dev-q0/in/blink", "2", 1, "imp/dev/dev-q0/ack"));
   REQUIRE(dev->nextMessage(5s));
   REQUIRE(agent.waitForTopic("imp/dev/dev-q0/ack", 5s));
   CHECK(agent.count([](const Message& m) { return m.topic == "imp/dev/dev-q0/ack"; }) == 1);
@@ -214,7 +216,8 @@ TEST_CASE("after the broker restarts the gateway restores subscriptions and pres
   // The restarted broker kept nothing; the gateway announces the device again.
   REQUIRE(agent.waitFor(statusIs("online"), 15s));
   REQUIRE(agent.subscribe("imp/dev/dev-restart/ack"));
-  REQUIRE(agent.publish("imp/dev/dev-restart/in/hello", "again", 1));
+  REQUIRE(
+      agent.publishRequest("imp/dev/dev-restart/in/hello", "again", 1, "imp/dev/dev-restart/ack"));
   auto m = dev->nextMessage(10s);
   REQUIRE(m);
   CHECK(m->payload == "again");

@@ -123,7 +123,8 @@ TEST_CASE("a LOG flood while the broker is down pauses that device at max-inflig
 }
 
 TEST_CASE("every QoS 1 agent message to a device that does not read gets exactly one receipt") {
-  GatewayFixture gw(withArgs({"--max-output-buffer", "65536"}));
+  // --receipts all: every QoS 1 message asks for a receipt on the ack topic.
+  GatewayFixture gw(withArgs({"--max-output-buffer", "65536", "--receipts", "all"}));
   auto raw = rawDevice(gw, "deaf");  // never reads
   REQUIRE(waitUntil([&] { return gw.metric("impgate_devices_online") == 1; }, 5s));
 

@@ -1,4 +1,6 @@
-// DeviceSession: agent -> device messages and the receipts the bus gets for them.
+// DeviceSession: agent -> device messages and the receipts the bus gets for them. These run the
+// node with `receipts = all` (every QoS 1 message gets a receipt on the ack topic), so they are
+// about the receipts' contents; receipts_test.cc is about which messages get one, and where.
 #include <algorithm>
 #include <catch2/catch.hpp>
 
@@ -13,6 +15,10 @@ namespace {
 bus::AgentMessage agentMessage(const std::string& event, const std::string& payload, int qos,
                                const std::string& correlation = {}) {
   return bus::AgentMessage{"dev-1", event, payload, qos, correlation};
+}
+
+void receiptsAll(gateway::GatewayConfig& c) {
+  c.receipts = gateway::ReceiptMode::kAll;
 }
 
 std::vector<Receipt> receipts(GatewayHarness& h, std::size_t count) {
@@ -34,7 +40,7 @@ std::vector<std::string> eventsOf(GatewayHarness& h, TestDevice& dev) {
 }  // namespace
 
 TEST_CASE("an agent message reaches the device, and its ACK publishes a delivered receipt") {
-  GatewayHarness h;
+  GatewayHarness h(receiptsAll);
   TestDevice& dev = h.connectDevice("dev-1");
 
   h.onLoop([&] { h.gateway().onAgentMessage(agentMessage("led", "on", 1, "corr-9")); });
@@ -59,7 +65,7 @@ TEST_CASE("an agent message reaches the device, and its ACK publishes a delivere
 }
 
 TEST_CASE("a QoS 0 agent message is delivered without a receipt but still counts in seq") {
-  GatewayHarness h;
+  GatewayHarness h(receiptsAll);
   TestDevice& dev = h.connectDevice("dev-1");
 
   h.onLoop([&] {
@@ -74,7 +80,10 @@ TEST_CASE("a QoS 0 agent message is delivered without a receipt but still counts
 }
 
 TEST_CASE("agent messages beyond max-pending-deliveries get a rejected receipt") {
-  GatewayHarness h([](gateway::GatewayConfig& c) { c.maxPendingDeliveries = 2; });
+  GatewayHarness h([](gateway::GatewayConfig& c) {
+    receiptsAll(c);
+    c.maxPendingDeliveries = 2;
+  });
   TestDevice& dev = h.connectDevice("dev-1");
 
   // In one pass, before the device can acknowledge anything.
@@ -110,7 +119,7 @@ TEST_CASE("agent messages beyond max-pending-deliveries get a rejected receipt")
 }
 
 TEST_CASE("a device lost with deliveries pending: failed receipts, then unsubscribed and offline") {
-  GatewayHarness h;
+  GatewayHarness h(receiptsAll);
   TestDevice& dev = h.connectDevice("dev-1");
 
   // Delivered and dropped in the same pass: the device never reads them.
@@ -145,9 +154,18 @@ TEST_CASE("a device lost with deliveries pending: failed receipts, then unsubscr
 }
 
 TEST_CASE("an agent message for a device not on this node is counted and dropped") {
-  GatewayHarness h;
-  h.onLoop([&] { h.gateway().onAgentMessage(agentMessage("led", "on", 1, "c-1")); });
-  CHECK(h.stats().messagesUndeliverable.value() == 1);
+  GatewayHarness h(receiptsAll);
+  h.onLoop([&] {
+    h.gateway().onAgentMessage(agentMessage("led", "on", 1, "c-1"));
+    // Not even a refusal: whatever it asked for, it is another node's business.
+    auto refused = agentMessage("led", "on", 1, "c-2");
+    refused.responseTopic = "imp/dev/other/in/x";
+    h.gateway().onAgentMessage(std::move(refused));
+    auto retained = agentMessage("led", "on", 1, "c-3");
+    retained.retained = true;
+    h.gateway().onAgentMessage(std::move(retained));
+  });
+  CHECK(h.stats().messagesUndeliverable.value() == 3);
   CHECK(h.onLoop([&] { return h.bus().calls.empty(); }));
 }
 
@@ -155,6 +173,7 @@ TEST_CASE("an agent message for a device not on this node is counted and dropped
 // online device, so it must get a receipt like every other pending one.
 TEST_CASE("the agent message that overflows a device's output buffer gets a failed receipt") {
   GatewayHarness h([](gateway::GatewayConfig& c) {
+    receiptsAll(c);
     c.maxOutputBuffer = 64 * 1024;
     c.maxPendingDeliveries = 1000;
   });
@@ -188,7 +207,7 @@ TEST_CASE("the agent message that overflows a device's output buffer gets a fail
 }
 
 TEST_CASE("QoS 1 agent messages arriving after the device's session ended get a failed receipt") {
-  GatewayHarness h;
+  GatewayHarness h(receiptsAll);
   TestDevice& dev = h.connectDevice("dev-1");
   h.onLoop([&] { dev.client.reset(); });
   REQUIRE(h.waitFor([&] { return h.gateway().sessionCount() == 0; }));
@@ -210,7 +229,7 @@ TEST_CASE("QoS 1 agent messages arriving after the device's session ended get a 
 }
 
 TEST_CASE("agent messages are refused with a failed receipt while the reactor is far behind") {
-  GatewayHarness h;
+  GatewayHarness h(receiptsAll);
   TestDevice& dev = h.connectDevice("dev-1");
   h.onLoop([&] {
     // A backlog of posted work, as a flood from the bus thread would leave.
@@ -225,4 +244,23 @@ TEST_CASE("agent messages are refused with a failed receipt while the reactor is
   h.onLoop([&] { h.gateway().onAgentMessage(agentMessage("again", "2", 1)); });
   CHECK(receipts(h, 2).at(1).status == "delivered");
   CHECK(h.onLoop([&] { return dev.messages.size(); }) == 1);
+}
+
+// Acknowledging the first of two pending deliveries moves the second into its place; a short
+// event name moved into a long one's string keeps the long one's capacity. The session must
+// give back what it counted, not recount, or its buffered bytes wrap below zero and the node
+// sheds the device for being over its memory budget.
+TEST_CASE("acknowledged deliveries with events of different lengths give back what they held") {
+  GatewayHarness h;
+  TestDevice& dev = h.connectDevice("dev-1");
+  h.onLoop([&] {
+    h.gateway().onAgentMessage(agentMessage("a-rather-long-event-name-01", "1", 1, "c-1"));
+    h.gateway().onAgentMessage(agentMessage("led", "2", 1, "c-2"));
+  });
+  REQUIRE(h.waitFor([&] { return h.stats().messagesDelivered.value() == 2; }));
+  h.flushToDevice(dev);
+  CHECK(h.stats().bufferedBytes.value() < 1024 * 1024);
+  CHECK(h.stats().devicesOnline.value() == 1);
+  CHECK(h.onLoop([&] { return h.gateway().budget().used(); }) < 1024 * 1024);
+  CHECK(h.onLoop([&] { return dev.offline.empty(); }));
 }

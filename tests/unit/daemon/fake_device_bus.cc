@@ -26,7 +26,7 @@ void FakeDeviceBus::publishLog(std::string_view device, std::string_view level,
 void FakeDeviceBus::publishReceipt(std::string_view device, const bus::Receipt& r) {
   receipts.push_back(ReceiptRecord{std::string(device), std::string(r.event), r.seq,
                                    std::string(r.status), std::string(r.correlation),
-                                   std::string(r.node)});
+                                   std::string(r.node), std::string(r.topic)});
   calls.push_back("receipt " + std::string(device) + " " + std::string(r.status));
 }
 

@@ -39,6 +39,7 @@ class FakeDeviceBus final : public bus::DeviceBus {
     std::string status;
     std::string correlation;
     std::string node;
+    std::string topic;  // empty: the device's ack topic
   };
   struct LogRecord {
     std::string device;

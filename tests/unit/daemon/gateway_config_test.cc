@@ -40,6 +40,8 @@ const std::vector<SettingCase>& everySetting() {
       {"mqtt-cert", "/c.pem", [](auto& c) { return c.mqttCertFile == "/c.pem"; }},
       {"mqtt-key", "/k.pem", [](auto& c) { return c.mqttKeyFile == "/k.pem"; }},
       {"mqtt-buffer", "500", [](auto& c) { return c.mqttBuffer == 500; }},
+      {"receipts", "all",
+       [](auto& c) { return c.receipts == impgate::gateway::ReceiptMode::kAll; }},
       {"tls-cert", "/gw.crt", [](auto& c) { return c.tlsCert == "/gw.crt"; }},
       {"tls-key", "/gw.key", [](auto& c) { return c.tlsKey == "/gw.key"; }},
       {"tls-client-ca", "/fleet.crt", [](auto& c) { return c.tlsClientCa == "/fleet.crt"; }},
@@ -89,6 +91,24 @@ TEST_CASE("every setting applies with its dash or its underscore spelling") {
       CHECK(status);
       CHECK(s.applied(c));
     }
+  }
+}
+
+TEST_CASE("receipts is 'requested' by default and takes only 'requested' or 'all'") {
+  using impgate::gateway::ReceiptMode;
+  GatewayConfig c;
+  CHECK(c.receipts == ReceiptMode::kRequested);
+  REQUIRE(applySetting("receipts", "all", c));
+  CHECK(c.receipts == ReceiptMode::kAll);
+  REQUIRE(applySetting("receipts", "requested", c));
+  CHECK(c.receipts == ReceiptMode::kRequested);
+  for (const char* bad : {"", "none", "ALL", "qos1", "all "}) {
+    INFO("'" << bad << "'");
+    auto status = applySetting("receipts", bad, c);
+    REQUIRE_FALSE(status);
+    CHECK(status.error().message ==
+          "setting 'receipts' must be 'requested' or 'all', got '" + std::string(bad) + "'");
+    CHECK(c.receipts == ReceiptMode::kRequested);
   }
 }
 

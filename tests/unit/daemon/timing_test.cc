@@ -84,16 +84,23 @@ TEST_CASE("a silent device is pinged after keepalive and dropped after 1.5 times
 TEST_CASE("an agent message the device never acknowledges fails at the delivery timeout") {
   GatewayHarness h([](gateway::GatewayConfig& c) { c.deliveryTimeout = 30s; }, Time::kManual);
   auto raw = silentDevice(h, "deaf", /*hello=*/true);
-  h.onLoop([&] { h.gateway().onAgentMessage(bus::AgentMessage{"deaf", "led", "on", 1, "c-1"}); });
+  h.onLoop([&] {
+    // Only the message that asked for a receipt (response topic) gets one.
+    h.gateway().onAgentMessage(bus::AgentMessage{"deaf", "led", "on", 1, "c-0"});
+    bus::AgentMessage asked{"deaf", "led", "on", 1, "c-1"};
+    asked.responseTopic = "agents/a1/receipts";
+    h.gateway().onAgentMessage(std::move(asked));
+  });
 
   h.advance(29s);
   CHECK(h.onLoop([&] { return h.bus().receipts.size(); }) == 0);
   h.advance(1s);
-  REQUIRE(h.waitFor([&] { return h.bus().receipts.size() == 1; }));
-  auto receipt = h.onLoop([&] { return h.bus().receipts.front(); });
-  CHECK(receipt.status == "failed");
-  CHECK(receipt.correlation == "c-1");
-  CHECK(h.stats().deliveriesTimedOut.value() == 1);
+  REQUIRE(h.waitFor([&] { return h.stats().deliveriesTimedOut.value() == 2; }));
+  auto all = h.onLoop([&] { return h.bus().receipts; });
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].status == "failed");
+  CHECK(all[0].correlation == "c-1");
+  CHECK(all[0].topic == "agents/a1/receipts");
   // The session itself carries on.
   CHECK(h.stats().devicesOnline.value() == 1);
 }
