@@ -111,14 +111,16 @@ void MosquittoBroker::writeConfig() const {
        << "listener " << port_ << " 127.0.0.1\n"
        << "allow_anonymous true\n"
        << "persistence false\n"
-       // 0 = no limit for both: a test must never lose a QoS 1 message to a full queue or an
-       // inflight window, which mosquitto does silently.
-       << "max_queued_messages 0\n"
-       << "max_inflight_messages 0\n"
-       << "set_tcp_nodelay true\n"
        << "log_dest stderr\n"
        // "running" (what start-up waits for) is an information message.
        << "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n";
+  if (!options_.stockSettings) {
+    // 0 = no limit for both: a test must never lose a QoS 1 message to a full queue or an
+    // inflight window, which mosquitto does silently.
+    conf << "max_queued_messages 0\n"
+         << "max_inflight_messages 0\n"
+         << "set_tcp_nodelay true\n";
+  }
   if (options_.logClients) {
     conf << "log_type subscribe\nlog_type unsubscribe\n"
          << "connection_messages true\n";

@@ -41,6 +41,13 @@ struct MosquittoOptions {
   // Connections, subscriptions and unsubscriptions in the log, which tests read; a benchmark
   // turns them off so that the broker does not pay for logging them.
   bool logClients = true;
+  // false (the test bed's tuning): no limit on the per-client queue and in-flight window
+  // (max_queued_messages 0, max_inflight_messages 0), so a test never loses a QoS 1 message to
+  // them, which mosquitto does silently; and set_tcp_nodelay. true: mosquitto's stock settings
+  // for all of these (1000 queued and 20 in flight per client, Nagle's algorithm on), as a
+  // broker in production has them; only what a test broker needs is still set (listener,
+  // anonymous clients, no persistence, logging, `user root`).
+  bool stockSettings = false;
   // More mosquitto.conf lines, after (and so overriding) the broker's own, e.g. a limit a
   // test is about.
   std::vector<std::string> extraConfig;

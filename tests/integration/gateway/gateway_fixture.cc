@@ -18,6 +18,12 @@
 namespace impgate::testing {
 namespace {
 
+testbed::MosquittoOptions brokerOptions(const GatewayFixtureOptions& options) {
+  auto broker = testbed::withConfig(options.brokerConfig);
+  broker.stockSettings = options.brokerStockSettings;
+  return broker;
+}
+
 std::string httpGet(uint16_t port, const std::string& path) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
@@ -44,7 +50,7 @@ std::string httpGet(uint16_t port, const std::string& path) {
 
 GatewayFixture::GatewayFixture(GatewayFixtureOptions options)
     : options_(std::move(options)),
-      broker_(testbed::withConfig(options_.brokerConfig)),
+      broker_(brokerOptions(options_)),
       dir_("impgate-home"),
       home_(dir_.path()) {
   pki::InitOptions init;

@@ -30,6 +30,9 @@ struct GatewayFixtureOptions {
   bool stderrToUndrainedPipe = false;
   std::vector<std::string> extraEnv;      // NAME=value for impgate's environment
   std::vector<std::string> brokerConfig;  // more mosquitto.conf lines for the fixture's broker
+  // The fixture's broker with mosquitto's stock limits (MosquittoOptions::stockSettings):
+  // 1000 queued and 20 in flight per client, as in production, instead of the test bed's none.
+  bool brokerStockSettings = false;
 };
 
 // Default options plus these impgate flags.

@@ -1,6 +1,7 @@
 // The test bed (tools/testbed) that integration tests and impbench both stand on, with real
 // processes: a child's process group, signals and stop; a real mosquitto's start, restart on the
-// same port and named files; temp dirs that are kept on request.
+// same port, named files and stock settings; a real aedes that speaks MQTT 3.1.1 only; temp dirs
+// that are kept on request.
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <string>
 
+#include "tests/support/mqtt_probe.h"
 #include "tests/support/testbed.h"
 #include "tests/support/wait_until.h"
 
@@ -148,4 +150,84 @@ TEST_CASE("a broker that cannot start is an error value with its name") {
   std::string error;
   CHECK_FALSE(impgate::testbed::MosquittoBroker::start(options, error));
   CHECK(error.find("mosquitto (baseline) exited during start-up") != std::string::npos);
+}
+
+TEST_CASE("a broker with stock settings keeps mosquitto's queue and in-flight limits") {
+  TempDir dir("impgate-testbed");
+  impgate::testbed::MosquittoOptions options;
+  options.dir = dir.path();
+  std::string tuned;
+  {
+    impgate::testbed::MosquittoBroker broker(options);
+    tuned = readWholeFile(dir / "mosquitto.conf");
+  }
+  CHECK(tuned.find("max_queued_messages 0") != std::string::npos);
+  CHECK(tuned.find("max_inflight_messages 0") != std::string::npos);
+  options.stockSettings = true;
+  impgate::testbed::MosquittoBroker broker(options);
+  auto stock = readWholeFile(dir / "mosquitto.conf");
+  CHECK(stock.find("max_queued_messages") == std::string::npos);
+  CHECK(stock.find("max_inflight_messages") == std::string::npos);
+  CHECK(stock.find("set_tcp_nodelay") == std::string::npos);
+  CHECK(acceptsConnections(broker.port()));
+}
+
+TEST_CASE("aedes speaks MQTT 3.1.1 only and restarts on the same port") {
+  TempDir dir("impgate-testbed");
+  impgate::testbed::AedesOptions options;
+  options.dir = dir.path();
+  options.name = "old";
+  AedesFixture broker(options);
+  CHECK(broker.logPath() == dir / "old-aedes.log");
+  CHECK(broker.version().rfind("0.51.", 0) == 0);
+  CHECK(isListening(broker.port()));
+  {
+    MqttProbe v311(broker.uri(), "", false);
+    REQUIRE(v311.connect());
+    REQUIRE(v311.subscribe("t/#"));
+    REQUIRE(v311.publish("t/a", "x", 1));
+    CHECK(v311.waitForTopic("t/a", 5s));
+  }
+  {
+    MqttProbe v5(broker.uri(), "", true);
+    CHECK_FALSE(v5.connect(3s));
+  }
+  CHECK(waitUntil(
+      [&] { return broker.log().find("unacceptable protocol version") != std::string::npos; }, 5s));
+  auto port = broker.port();
+  auto firstPid = broker.pid();
+  broker.restart();
+  CHECK(broker.port() == port);
+  CHECK(broker.pid() != firstPid);
+  CHECK(acceptsConnections(port));
+  broker.stop();
+  CHECK_FALSE(broker.running());
+  CHECK_FALSE(acceptsConnections(port));
+}
+
+TEST_CASE("aedes without node or its npm package is an error that says how to install them") {
+  TempDir dir("impgate-testbed");
+  auto failure = [&](impgate::testbed::AedesOptions options) -> std::string {
+    options.dir = dir.path();
+    try {
+      AedesFixture broker(options);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "started";
+  };
+  impgate::testbed::AedesOptions noNode;
+  noNode.node = (dir / "no-node").string();
+  CHECK_THAT(failure(noNode), Catch::Contains("node (Node.js) not found") &&
+                                  Catch::Contains("tools/install-deps.sh"));
+  impgate::testbed::AedesOptions noScript;
+  noScript.packageDir = dir / "empty";
+  CHECK_THAT(failure(noScript), Catch::Contains("broker.js"));
+  // The script without `npm ci` having run next to it.
+  std::filesystem::create_directories(dir / "bare");
+  std::filesystem::copy_file(IMPGATE_AEDES_DIR "/broker.js", dir / "bare" / "broker.js");
+  impgate::testbed::AedesOptions noPackage;
+  noPackage.packageDir = dir / "bare";
+  CHECK_THAT(failure(noPackage), Catch::Contains("npm package aedes is not installed") &&
+                                     Catch::Contains("tools/install-deps.sh"));
 }
