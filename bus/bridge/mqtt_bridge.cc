@@ -133,19 +133,24 @@ void MqttBridge::onMessage(const mqtt::PublishIn& msg) {
     log::warn(kComp, "ignoring message on unexpected topic", {{"topic", msg.topic}});
     return;
   }
-  AgentMessage m;
+  // Assigned into the strings of the previous message: no allocation once they are big enough.
+  AgentMessage& m = incoming_;
   m.device.assign(parsed->name);
   m.event.assign(parsed->event);
   m.payload.assign(reinterpret_cast<const char*>(msg.payload.data()), msg.payload.size());
   m.qos = msg.qos;
   m.correlation.assign(msg.correlationData);
   // The agent asks for a receipt there; the gateway checks the topic before using it.
-  if (msg.hasResponseTopic) m.responseTopic = std::string(msg.responseTopic);
+  if (msg.hasResponseTopic) {
+    m.responseTopic.emplace().assign(msg.responseTopic);
+  } else {
+    m.responseTopic.reset();
+  }
   // The gateway refuses retained messages. Under MQTT 5 the flag is kept as published
   // (filterFor()), so this also catches a retained publish made while the device is online;
   // under 3.1.1 only a stored one shows it.
   m.retained = msg.retain;
-  listener_.onAgentMessage(std::move(m));
+  listener_.onAgentMessage(m);
 }
 
 mqtt::SubscribeFilter MqttBridge::filterFor(std::string_view filter) const {

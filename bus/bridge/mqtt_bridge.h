@@ -143,6 +143,7 @@ class MqttBridge final : public DeviceBus {
   std::unordered_set<std::string> devices_;  // subscriptions to restore after a reconnect
   std::string topicScratch_;                 // reused for every device message topic
   std::string receiptScratch_;               // reused for every receipt
+  AgentMessage incoming_;                    // reused for every agent message
   uint64_t startedMs_ = 0;
   std::size_t lastDeviceCount_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

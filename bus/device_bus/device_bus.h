@@ -58,7 +58,8 @@ class DeviceBusListener {
   virtual ~DeviceBusListener() = default;
   // The broker acknowledged (ok) or failed the publish started with `token`.
   virtual void onPublished(uint64_t token, bool ok) = 0;
-  virtual void onAgentMessage(AgentMessage&& message) = 0;
+  // `message` is valid during the call only (the bridge reuses its buffers for the next one).
+  virtual void onAgentMessage(const AgentMessage& message) = 0;
   virtual void onBusConnection(bool connected) = 0;
 };
 

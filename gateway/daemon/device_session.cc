@@ -374,7 +374,6 @@ void DeviceSession::handleAck(const protocol::Ack& ack) {
                                                                        : "failed");
     pendingBytes_ -= it->heldBytes;
     pending_.erase(it);
-    if (pending_.empty()) pending_.shrink_to_fit();
     return;
   }
   log::debug(kComp, "ACK for unknown message ignored", {{"device", deviceId_}, {"id", ack.id}});
@@ -468,10 +467,14 @@ void DeviceSession::sweep(uint32_t now) {
   }
   if (state_ != State::kOnline) return;
   expireDeliveries(now);
-  // The in-flight list keeps its capacity while the device is busy (no allocation per
-  // message) and gives it back once a sweep finds it empty.
+  // The in-flight and pending lists keep their capacity while the device is busy (no
+  // allocation per message) and give it back once a sweep finds them empty.
   if (inflight_.empty() && inflight_.capacity() > 0) {
     inflight_.shrink_to_fit();
+    reaccount();
+  }
+  if (pending_.empty() && pending_.capacity() > 0) {
+    pending_.shrink_to_fit();
     reaccount();
   }
   if (output_.empty() && output_.capacity() > 0 && !flushScheduled_) {

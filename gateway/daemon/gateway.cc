@@ -271,7 +271,7 @@ void Gateway::onPublished(uint64_t token, bool ok) {
   it->second->onPublished(tag, ok);
 }
 
-void Gateway::onAgentMessage(bus::AgentMessage&& message) {
+void Gateway::onAgentMessage(const bus::AgentMessage& message) {
   stats_.agentMessages.inc();
   auto it = devices_.find(message.device);
   if (it == devices_.end() && !recentlyGone_.contains(message.device)) {

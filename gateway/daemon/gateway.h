@@ -44,7 +44,7 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener {
 
   // bus::DeviceBusListener
   void onPublished(uint64_t token, bool ok) override;
-  void onAgentMessage(bus::AgentMessage&& message) override;
+  void onAgentMessage(const bus::AgentMessage& message) override;
   void onBusConnection(bool connected) override;
 
   // For sessions.
