@@ -78,7 +78,7 @@ Status MqttBridge::start() {
   const auto count = static_cast<std::size_t>(std::max(1, options_.connections));
   for (std::size_t i = 0; i < count; ++i) {
     mqtt::LinkOptions own = link;
-    own.clientId = i == 0 ? options_.clientId : options_.clientId + "-" + std::to_string(i + 1);
+    own.clientId = clientIdOf(i);
     if (i == 0) {
       // The last will marks the node offline if it dies without saying goodbye.
       own.willTopic = topics_.nodeState(options_.node);
@@ -90,6 +90,16 @@ Status MqttBridge::start() {
   }
   for (auto& entry : links_) entry->link->start();
   return {};
+}
+
+std::string MqttBridge::clientIdOf(std::size_t index) const {
+  if (index == 0) return options_.clientId;
+  // Node names may contain '-', so "impgate-<node>-2" could be another node's first link:
+  // the link number goes where a node name cannot reach.
+  if (options_.clientId == "impgate-" + options_.node) {
+    return "impgate" + std::to_string(index + 1) + "-" + options_.node;
+  }
+  return options_.clientId + "~" + std::to_string(index + 1);
 }
 
 mqtt::BrokerLink& MqttBridge::linkFor(std::string_view device) {
@@ -313,14 +323,16 @@ MqttBridge::StopOutcome MqttBridge::stop(std::chrono::milliseconds timeout) {
     return StopOutcome::kNotConnected;
   }
   // First every device's offline presence (queued by the gateway on the devices' links), then
-  // the node's offline state on the node link, each acknowledged in order.
-  bool acknowledged = loop_.runUntil([this] { return !connected() || allIdle(); }, remaining());
-  if (acknowledged && connected()) {
+  // the node's offline state on the node link, each acknowledged in order. A link that is down
+  // cannot deliver; the others are waited for all the same.
+  auto settled = [this] {
+    return std::all_of(links_.begin(), links_.end(),
+                       [](const auto& entry) { return !entry->link->up() || entry->link->idle(); });
+  };
+  bool acknowledged = loop_.runUntil(settled, remaining()) && connected();
+  if (acknowledged) {
     publishText(nodeLink(), topics_.nodeState(options_.node), nodeStateJson(false, 0), true);
-    acknowledged =
-        loop_.runUntil([this] { return !connected() || allIdle(); }, remaining()) && connected();
-  } else {
-    acknowledged = false;
+    acknowledged = loop_.runUntil(settled, remaining()) && connected();
   }
   if (!links_.front()->up) {
     closeAll(false, kGoodbye);

@@ -45,7 +45,7 @@ struct MqttBridgeOptions {
   int maxBuffered = 100000;
   int maxInflight = 1024;  // unacknowledged publishes per link, at most (and never above the
                            // broker's receive maximum)
-  int connections = 4;     // links to the broker; client ids impgate-<node>, impgate-<node>-2, ...
+  int connections = 4;     // links to the broker; client ids impgate-<node>, impgate2-<node>, ...
   std::chrono::seconds keepAlive{20};
 };
 
@@ -116,6 +116,8 @@ class MqttBridge final : public DeviceBus {
   void onConnectFailed(Link& link, std::string_view reason);
   void onMessage(const mqtt::PublishIn& message);
   mqtt::BrokerLink& linkFor(std::string_view device);
+  // impgate-<node> for the first link, impgate<n>-<node> for the others (unique across nodes).
+  std::string clientIdOf(std::size_t index) const;
   mqtt::BrokerLink& nodeLink() { return *links_.front()->link; }
   bool allIdle() const;
   void closeAll(bool will, std::chrono::milliseconds timeout);

@@ -164,7 +164,14 @@ void BrokerLink::onIoEvents(uint32_t events) {
       return;
     case State::kAwaitConnack:
     case State::kUp:
-      if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) readAvailable();
+      if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        if (writeWantsRead_) {
+          writeWantsRead_ = false;
+          flush();
+          if (state_ != State::kUp && state_ != State::kAwaitConnack) return;
+        }
+        readAvailable();
+      }
       if ((state_ == State::kUp || state_ == State::kAwaitConnack) && (events & EPOLLOUT)) {
         if (readWantsWrite_) {
           readWantsWrite_ = false;
@@ -366,6 +373,26 @@ void BrokerLink::handleConnack(const Packet& packet) {
     }
     return fail("the broker refused the connection: " + connackText(connack));
   }
+  if (version_ == Version::k5 && connack.shapedAs311) {
+    // Accepted, but in MQTT 3.1.1's form: the broker speaks 3.1.1 and would misread MQTT 5
+    // packets.
+    if (!versionFixed_) {
+      log::warn(kComp, "broker does not speak MQTT 5; using MQTT 3.1.1",
+                {{"broker", options_.broker.host + ":" + std::to_string(options_.broker.port)}});
+      switchVersion(Version::k311);
+      return fail("the broker answered in MQTT 3.1.1", std::chrono::milliseconds(0));
+    }
+    return fail(
+        "the broker answered an MQTT 5 CONNECT in MQTT 3.1.1: start impgate without "
+        "--mqtt-version 5, or with --mqtt-version 3");
+  }
+  if (connack.maximumQos < 1 || !connack.retainAvailable) {
+    // Presence and node state are retained QoS 1 publishes: without them the bus contract
+    // cannot be kept, and retrying would be refused again and again.
+    return fail(connack.maximumQos < 1 ? "the broker allows only QoS 0, impgate needs QoS 1"
+                                       : "the broker does not keep retained messages, which "
+                                         "impgate needs for presence");
+  }
   window_ = std::min<std::size_t>(options_.maxInflight,
                                   version_ == Version::k5 ? connack.receiveMaximum : 65535);
   maxPacketOut_ = connack.maximumPacketSize ? connack.maximumPacketSize : kMaxRemainingLength;
@@ -528,13 +555,31 @@ void BrokerLink::flush() {
       continue;
     }
     if (result.status == net::IoStatus::kWantWrite || result.status == net::IoStatus::kWantRead) {
+      // A TLS write that waits for input goes on when the socket is readable, not writable.
+      writeWantsRead_ = result.status == net::IoStatus::kWantRead;
       break;
     }
     return fail("write to the broker failed: " + transport_->lastError());
   }
   compactOut();
   updateInterest();
-  // QoS 0 publishes are done once written. A callback may publish again: that only appends.
+  // QoS 0 publishes are done once written; they are reported in the next pass. Reported here,
+  // at the end of a pass, a device paused at its limit would resume reading, publish again,
+  // flush again in the same pass, and so on for as long as it kept sending.
+  if (!completionsPosted_ && !awaitingWrite_.empty() &&
+      awaitingWrite_.front().end <= outDropped_ + outHead_) {
+    completionsPosted_ = true;
+    auto alive = alive_;
+    loop_.post([this, alive] {
+      if (!*alive) return;
+      completionsPosted_ = false;
+      reportWritten();
+    });
+  }
+}
+
+void BrokerLink::reportWritten() {
+  // A callback may publish again: that only appends.
   while (!awaitingWrite_.empty() && awaitingWrite_.front().end <= outDropped_ + outHead_) {
     uint64_t token = awaitingWrite_.front().token;
     awaitingWrite_.pop_front();
@@ -550,7 +595,7 @@ void BrokerLink::compactOut() {
 
 void BrokerLink::updateInterest() {
   uint32_t want = EPOLLIN;
-  if (outHead_ < out_.size() || readWantsWrite_) want |= EPOLLOUT;
+  if ((outHead_ < out_.size() && !writeWantsRead_) || readWantsWrite_) want |= EPOLLOUT;
   if (want == interest_) return;
   interest_ = want;
   if (!loop_.rewatch(fd_, interest_, this)) {
@@ -571,14 +616,38 @@ void BrokerLink::tick() {
     default:
       return;
   }
-  if (keepAlive_.count() == 0) return;
-  if ((pingOutstanding_ || inflight_ > 0) && now - lastReceived_ >= keepAlive_) {
-    return fail("the broker answered nothing for " + std::to_string(keepAlive_.count()) + " s");
+  shrinkIdleBuffers();
+  // With no keepalive (the broker may set 0) unacknowledged publishes still need a deadline,
+  // or a half-open connection would hold them for ever.
+  const std::chrono::seconds deadline =
+      keepAlive_.count() > 0 ? keepAlive_ : std::chrono::seconds(60);
+  if ((pingOutstanding_ || inflight_ > 0) && now - lastReceived_ >= deadline) {
+    return fail("the broker answered nothing for " + std::to_string(deadline.count()) + " s");
   }
-  if (!pingOutstanding_ && now - lastSent_ >= keepAlive_ / 2) {
+  if (keepAlive_.count() == 0 || pingOutstanding_) return;
+  // Ping when we have been quiet, and also when the broker has: a link carrying only QoS 0
+  // hears nothing back, and its first QoS 1 publish must not find lastReceived_ stale.
+  if (now - lastSent_ >= keepAlive_ / 2 || now - lastReceived_ >= keepAlive_ / 2) {
     encodePingreq(out_);
     pingOutstanding_ = true;
     flush();
+  }
+}
+
+void BrokerLink::shrinkIdleBuffers() {
+  // A burst leaves these at their peak; an idle link gives the memory back.
+  constexpr std::size_t kKeep = 256 * 1024;
+  if (outHead_ == out_.size() && out_.capacity() > kKeep) {
+    compactOut();
+    Bytes().swap(out_);
+  }
+  if (inHead_ == inEnd_ && in_.capacity() > kKeep) {
+    inHead_ = inEnd_ = 0;
+    Bytes().swap(in_);
+  }
+  if (queue_.empty() && queueBytes_.capacity() > kKeep) {
+    queueHead_ = 0;
+    Bytes().swap(queueBytes_);
   }
 }
 
@@ -678,6 +747,7 @@ void BrokerLink::closeSocket() {
   in_.clear();
   inHead_ = inEnd_ = 0;
   readWantsWrite_ = false;
+  writeWantsRead_ = false;
   pingOutstanding_ = false;
 }
 

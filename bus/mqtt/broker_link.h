@@ -150,6 +150,8 @@ class BrokerLink final : public net::IoHandler {
   // Moves queued publishes into the window while it has room.
   void pump();
   void flush();
+  void reportWritten();
+  void shrinkIdleBuffers();
   void compactOut();
   void scheduleFlush();
   void updateInterest();
@@ -192,9 +194,11 @@ class BrokerLink final : public net::IoHandler {
   Bytes in_;                                 // in_[inHead_, inEnd_) is read and not yet handled
   std::size_t inHead_ = 0;
   std::size_t inEnd_ = 0;
-  bool readWantsWrite_ = false;  // TLS must write before the read can go on
-  bool readPosted_ = false;      // a read that ran out of budget comes back as posted work
-  Bytes queueBytes_;             // encoded publishes waiting, in order
+  bool readWantsWrite_ = false;     // TLS must write before the read can go on
+  bool writeWantsRead_ = false;     // TLS must read before the write can go on
+  bool completionsPosted_ = false;  // written QoS 0 publishes are reported next pass
+  bool readPosted_ = false;         // a read that ran out of budget comes back as posted work
+  Bytes queueBytes_;                // encoded publishes waiting, in order
   std::size_t queueHead_ = 0;
   std::deque<Queued> queue_;
 

@@ -411,7 +411,14 @@ void DeviceSession::sendFrame(const FrameT& frame) {
 }
 
 void DeviceSession::write(std::span<const uint8_t> bytes) {
-  if (outputQueued() > 0 && outputQueued() + bytes.size() > gateway_.config().maxOutputBuffer) {
+  const std::size_t limit = gateway_.config().maxOutputBuffer;
+  if (outputQueued() > 0 && outputQueued() + bytes.size() > limit && !writeWantsRead_) {
+    // Much of it may only be waiting for the end of the pass: offer it to the socket first,
+    // so that only what the device really does not take counts against the limit.
+    flushOutput();
+    if (state_ == State::kClosed) return;
+  }
+  if (outputQueued() > 0 && outputQueued() + bytes.size() > limit) {
     fail(ErrorReason::kOutputOverflow, ByeReason::kOverloaded, "device is not reading");
     return;
   }

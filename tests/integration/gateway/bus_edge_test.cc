@@ -243,3 +243,38 @@ TEST_CASE("a clean stop with a stalled broker leaves the node offline through th
   CHECK(nodeOffline);
   INFO("device offline state seen: " << deviceOffline);
 }
+
+// Node names may contain '-': the broker connections of node "edge" must not share a client id
+// with those of node "edge-2" (a broker drops the older of two connections with one id, so two
+// such nodes would take each other's links down, again and again).
+TEST_CASE("nodes whose names extend each other keep all their broker connections") {
+  GatewayFixtureOptions first;
+  first.node = "edge";
+  GatewayFixture a(first);
+  GatewayFixtureOptions second;
+  second.node = "edge-2";
+  second.brokerUri = a.broker().uri();
+  GatewayFixture b(second);
+
+  // Both nodes carry messages (each device lands on one of its node's links) ...
+  MqttProbe agent(a.broker().uri());
+  REQUIRE(agent.connect());
+  REQUIRE(agent.subscribe("imp/dev/+/out/+"));
+  for (auto* gw : {&a, &b}) {
+    for (int i = 0; i < 8; ++i) {
+      std::string id = gw->node() + "-dev-" + std::to_string(i);
+      auto dev = gw->connectDevice(id);
+      auto status = dev->send("ping", "x", true, 5s);
+      REQUIRE(status);
+      CHECK(*status == protocol::AckStatus::kOk);
+      CHECK(agent.waitForTopic("imp/dev/" + id + "/out/ping", 5s));
+    }
+  }
+  // ... and neither lost a connection to the broker on the way.
+  for (auto* gw : {&a, &b}) {
+    INFO("node " << gw->node() << ":\n" << gw->process().logTail(3000));
+    CHECK(gw->process().log().find("lost broker connection") == std::string::npos);
+    // The gauge is refreshed once a second.
+    CHECK(waitUntil([&] { return gw->metric("impgate_bus_links_up") == 4; }, 3s));
+  }
+}

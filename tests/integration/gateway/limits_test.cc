@@ -254,3 +254,23 @@ TEST_CASE("two devices sharing credentials stop replacing each other once seen f
   first.stop();
   second.stop();
 }
+
+// The output limit is for bytes a device does not take, not for what one pass of the event loop
+// produced for a device that reads: a burst of agent messages larger than the limit, arriving
+// together, must reach a reading device.
+TEST_CASE("a burst of agent messages larger than max-output-buffer reaches a device that reads") {
+  GatewayFixture gw(withArgs({"--max-output-buffer", "65536"}));
+  auto dev = gw.connectDevice("burst-1");
+  MqttProbe agent(gw.broker().uri());
+  REQUIRE(agent.connect());
+  constexpr int kCount = 24;  // 24 x 16 KiB: 6 times the limit, sent back to back
+  const std::string payload(16 * 1024, 'b');
+  for (int i = 0; i < kCount; ++i) REQUIRE(agent.publish("imp/dev/burst-1/in/blob", payload, 0));
+  for (int i = 0; i < kCount; ++i) {
+    auto m = dev->nextMessage(5s);
+    INFO("message " << i << "\n" << gw.process().logTail(2000));
+    REQUIRE(m);
+    CHECK(m->payload.size() == payload.size());
+  }
+  CHECK(gw.process().log().find("output_overflow") == std::string::npos);
+}

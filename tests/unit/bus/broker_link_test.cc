@@ -399,6 +399,19 @@ TEST_CASE("BrokerLink falls back to MQTT 3.1.1 at once when no version is config
   CHECK(rig.events.published[0] == std::pair<uint64_t, bool>(1, true));
 }
 
+TEST_CASE("BrokerLink takes an accepting CONNACK in MQTT 3.1.1's form as a 3.1.1 broker") {
+  // Such a broker would misread every MQTT 5 property: reconnect in 3.1.1 instead of going on.
+  Rig rig;
+  rig.broker.defaultConnack = v311Connack(0);
+  rig.start(rig.options());
+  REQUIRE(rig.until([&] { return rig.link->up(); }, 2000ms));
+  CHECK(rig.link->version() == Version::k311);
+  auto connects = rig.broker.packets(PacketType::kConnect);
+  REQUIRE(connects.size() == 2);
+  CHECK(connects[0]->protocolLevel == 5);
+  CHECK(connects[1]->protocolLevel == 4);
+}
+
 TEST_CASE("BrokerLink with MQTT 5 configured does not fall back, and says why") {
   Rig rig;
   rig.broker.connacks.push_back(v311Connack(1));
