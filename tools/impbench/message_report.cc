@@ -12,15 +12,16 @@ namespace impgate::bench {
 namespace {
 
 // --quick fails only on gross regressions, each measured against the MQTT-direct path of the
-// same run so that a slow or busy machine does not trip it (docs/benchmarks.md). The Paho-based
-// gateway measured 0.26-1.5 for the throughput ratio and 2.2-6.4 for the CPU ratio on a shared
-// 2-vCPU machine, so these limits leave it room for noise and still catch a gateway twice as
-// slow or twice as costly:
+// same run so that a slow or busy machine does not trip it (docs/benchmarks.md). The gateway on
+// its reactor-driven broker link measured 1.1-1.7 for the throughput ratio and 0.3-0.5 for the
+// CPU ratio on a quiet 2-vCPU machine, and about half as good with other jobs on it; the
+// Paho-based gateway before it measured 0.17-1.5 and 2.2-6.5. These limits leave room for a
+// busy CI machine and still catch a return to the old path's costs:
 // impgate's throughput below this share of direct's...
-constexpr double kMinThroughputRatio = 0.1;
+constexpr double kMinThroughputRatio = 0.3;
 // ...or impgate's CPU per message above this multiple of the broker's CPU per message on the
 // direct path (mosquitto doing the same job: TLS devices plus the agent).
-constexpr double kMaxGatewayCpuRatio = 12.0;
+constexpr double kMaxGatewayCpuRatio = 2.5;
 // Any message lost without a receipt fails it as well.
 
 // Why a row's figures need a second look: errors, runs that stalled or were cut off.
