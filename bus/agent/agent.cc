@@ -28,6 +28,8 @@ constexpr std::string_view kComp = "agent";
 constexpr auto kMinReconnect = std::chrono::seconds(1);
 constexpr auto kMaxReconnect = std::chrono::seconds(30);
 constexpr auto kKeepAlive = std::chrono::seconds(30);
+// Messages send() may have waiting for the broker's receive window before it refuses more.
+constexpr int kMaxQueuedSends = 10000;
 constexpr auto kDisconnectWait = std::chrono::seconds(2);
 constexpr milliseconds kConnectRetryStep{200};
 constexpr std::size_t kMaxWarnedEvents = 256;
@@ -287,9 +289,11 @@ bool Agent::Impl::start(milliseconds timeout) {
 
   std::shared_ptr<mqtt::async_client> client;
   try {
+    // Sends beyond the broker's receive window (mosquitto announces 20) wait in Paho's buffer,
+    // whose default of 100 would refuse an ordinary burst.
     client = std::make_shared<mqtt::async_client>(
         opts_.brokerUri, clientId,
-        mqtt::create_options(opts_.mqtt5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1));
+        mqtt::create_options(opts_.mqtt5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1, kMaxQueuedSends));
   } catch (const mqtt::exception& e) {
     log::error(kComp, "cannot create MQTT client",
                {{"broker", opts_.brokerUri}, {"reason", e.what()}});

@@ -38,7 +38,8 @@ enum class SendError {
   kInvalidQos,     // only 0 (fire and forget) and 1 (acknowledged, receipt) are defined
   kNotStarted,     // start() has not succeeded, stop() was called, or the options are invalid
   kNotConnected,   // the broker connection is down (the agent is reconnecting)
-  kClient,         // the MQTT client refused the publish; `message` says why
+  kClient,         // the MQTT client refused the publish (e.g. 10 000 sends already wait for
+                   // the broker's receive window); `message` says why
 };
 
 // What send() did. On success `corr` is the correlation id carried in the message's MQTT 5
