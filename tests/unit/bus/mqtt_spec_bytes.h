@@ -14,7 +14,6 @@
 
 namespace impgate::bus::mqtt::spec {
 
-
 // A byte list written as the specification's tables show it.
 inline Bytes b(std::initializer_list<int> values) {
   Bytes out;
