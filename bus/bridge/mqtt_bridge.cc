@@ -118,7 +118,10 @@ void MqttBridge::onLinkUp(Link& link) {
              {"mqtt", link.link->version() == mqtt::Version::k5 ? "5" : "3.1.1"},
              {"window", link.link->window()}});
   resubscribe(link);
-  if (link.index == 0) publishNodeState(lastDeviceCount_);
+  if (link.index == 0) {
+    resubscribeFleet();
+    publishNodeState(lastDeviceCount_);
+  }
   if (connected()) listener_.onBusConnection(true);
 }
 
@@ -140,7 +143,12 @@ void MqttBridge::onConnectFailed(Link& link, std::string_view reason) {
 void MqttBridge::onMessage(const mqtt::PublishIn& msg) {
   auto parsed = topics_.parse(msg.topic);
   if (!parsed || parsed->kind != TopicScheme::Kind::kDeviceIn) {
-    log::warn(kComp, "ignoring message on unexpected topic", {{"topic", msg.topic}});
+    // Only the device-in and fleet subscriptions deliver here, so the rest is the fleet's.
+    if (msg.topic == syncTopic()) {
+      onSyncMarker(msg.payload);
+      return;
+    }
+    listener_.onFleetMessage(msg.topic, msg.payload);
     return;
   }
   // Assigned into the strings of the previous message: no allocation once they are big enough.
@@ -161,6 +169,36 @@ void MqttBridge::onMessage(const mqtt::PublishIn& msg) {
   // under 3.1.1 only a stored one shows it.
   m.retained = msg.retain;
   listener_.onAgentMessage(m);
+}
+
+void MqttBridge::onSyncMarker(std::span<const uint8_t> payload) {
+  // The marker was published after the fleet subscriptions on the same connection, and the
+  // broker answers one client's packets in order: every retained message of those
+  // subscriptions came before it. A marker of an earlier connection is stale.
+  std::string_view text(reinterpret_cast<const char*>(payload.data()), payload.size());
+  if (syncSent_ == 0 || text != std::to_string(syncSent_)) return;
+  syncSent_ = 0;
+  listener_.onFleetSynced();
+}
+
+void MqttBridge::resubscribeFleet() {
+  std::vector<mqtt::SubscribeFilter> batch;
+  for (const auto& filter : fleetFilters_) batch.push_back(fleetFilterFor(filter));
+  std::string sync = syncTopic();
+  batch.push_back(fleetFilterFor(sync));
+  nodeLink().subscribe(batch);
+  syncSent_ = ++syncCount_;
+  std::string marker = std::to_string(syncSent_);
+  publishText(nodeLink(), sync, marker, false);
+}
+
+mqtt::SubscribeFilter MqttBridge::fleetFilterFor(std::string_view filter) {
+  // Fleet topics are retained state: the stored message is what a subscriber wants.
+  mqtt::SubscribeFilter f;
+  f.filter = filter;
+  f.qos = 1;
+  f.retainHandling = 0;
+  return f;
 }
 
 mqtt::SubscribeFilter MqttBridge::filterFor(std::string_view filter) const {
@@ -287,6 +325,27 @@ void MqttBridge::unsubscribeDevice(std::string_view device) {
   std::string name = topics_.deviceInFilter(device);
   std::string_view view = name;
   linkFor(device).unsubscribe(std::span(&view, 1));
+}
+
+void MqttBridge::subscribeFleet(std::string_view filter) {
+  if (std::find(fleetFilters_.begin(), fleetFilters_.end(), filter) != fleetFilters_.end()) {
+    return;
+  }
+  fleetFilters_.emplace_back(filter);
+  mqtt::SubscribeFilter f = fleetFilterFor(filter);
+  nodeLink().subscribe(std::span(&f, 1));  // sent only while up; else on reconnect
+}
+
+void MqttBridge::unsubscribeFleet(std::string_view filter) {
+  auto it = std::find(fleetFilters_.begin(), fleetFilters_.end(), filter);
+  if (it == fleetFilters_.end()) return;
+  fleetFilters_.erase(it);
+  nodeLink().unsubscribe(std::span(&filter, 1));
+}
+
+void MqttBridge::publishFleet(std::string_view topic, std::span<const uint8_t> payload,
+                              bool retained) {
+  publish(nodeLink(), topic, payload, retained, 0);
 }
 
 MqttBridge::Stats MqttBridge::stats() const {

@@ -81,6 +81,10 @@ class MqttBridge final : public DeviceBus {
   void publishNodeState(std::size_t devices) override;
   void subscribeDevice(std::string_view device) override;
   void unsubscribeDevice(std::string_view device) override;
+  void subscribeFleet(std::string_view filter) override;
+  void unsubscribeFleet(std::string_view filter) override;
+  void publishFleet(std::string_view topic, std::span<const uint8_t> payload,
+                    bool retained) override;
   // Every link is up.
   bool connected() const override { return upLinks_ == links_.size() && !links_.empty(); }
   const TopicScheme& topics() const { return topics_; }
@@ -115,6 +119,8 @@ class MqttBridge final : public DeviceBus {
   void onLinkDown(Link& link, std::string_view reason);
   void onConnectFailed(Link& link, std::string_view reason);
   void onMessage(const mqtt::PublishIn& message);
+  void onSyncMarker(std::span<const uint8_t> payload);
+  static mqtt::SubscribeFilter fleetFilterFor(std::string_view filter);
   mqtt::BrokerLink& linkFor(std::string_view device);
   // impgate-<node> for the first link, impgate<n>-<node> for the others (unique across nodes).
   std::string clientIdOf(std::size_t index) const;
@@ -123,6 +129,10 @@ class MqttBridge final : public DeviceBus {
   void closeAll(bool will, std::chrono::milliseconds timeout);
 
   void resubscribe(Link& link);
+  // Subscribes the fleet filters on the node link and sends the sync marker behind them.
+  void resubscribeFleet();
+  // <prefix>/gw/<node>/sync: the node's private marker topic (see onFleetSynced).
+  std::string syncTopic() const { return topics_.prefix() + "/gw/" + options_.node + "/sync"; }
   mqtt::SubscribeFilter filterFor(std::string_view filter) const;
   // Publishes (QoS 1 unless told); reports the outcome under `token` (none when 0). A publish the
   // link cannot take fails at once (reported at the end of this pass, never from inside the call).
@@ -143,9 +153,12 @@ class MqttBridge final : public DeviceBus {
   std::vector<std::unique_ptr<Link>> links_;
   std::size_t upLinks_ = 0;
   std::unordered_set<std::string> devices_;  // subscriptions to restore after a reconnect
-  std::string topicScratch_;                 // reused for every device message topic
-  std::string receiptScratch_;               // reused for every receipt
-  AgentMessage incoming_;                    // reused for every agent message
+  std::vector<std::string> fleetFilters_;    // fleet subscriptions, restored likewise
+  uint64_t syncSent_ = 0;       // the marker awaited on the node link's current connection, 0: none
+  uint64_t syncCount_ = 0;      // markers sent so far
+  std::string topicScratch_;    // reused for every device message topic
+  std::string receiptScratch_;  // reused for every receipt
+  AgentMessage incoming_;       // reused for every agent message
   uint64_t startedMs_ = 0;
   std::size_t lastDeviceCount_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

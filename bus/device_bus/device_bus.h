@@ -61,6 +61,12 @@ class DeviceBusListener {
   // `message` is valid during the call only (the bridge reuses its buffers for the next one).
   virtual void onAgentMessage(const AgentMessage& message) = 0;
   virtual void onBusConnection(bool connected) = 0;
+  // A message on a fleet subscription (subscribeFleet), retained ones included. `topic` and
+  // `payload` are valid during the call only.
+  virtual void onFleetMessage(std::string_view /*topic*/, std::span<const uint8_t> /*payload*/) {}
+  // Every retained message of the fleet subscriptions has arrived since the node's broker
+  // connection came up; once per connection, after onBusConnection(true) or later.
+  virtual void onFleetSynced() {}
 };
 
 class DeviceBus {
@@ -89,6 +95,17 @@ class DeviceBus {
   // restored after every reconnect to the broker.
   virtual void subscribeDevice(std::string_view device) = 0;
   virtual void unsubscribeDevice(std::string_view device) = 0;
+
+  // Fleet topics (code push, docs/topics.md): descriptors, chunks, group assignments and code
+  // states, shared by every node through the broker. A fleet subscription delivers the retained
+  // messages under `filter` and stays until unsubscribed; it is restored after every reconnect.
+  // All fleet traffic travels on the node's own connection, in order.
+  virtual void subscribeFleet(std::string_view filter) = 0;
+  virtual void unsubscribeFleet(std::string_view filter) = 0;
+  // Publishes at QoS 1 (retained when asked) on the node's connection; queued while the broker
+  // is unreachable like every other publish.
+  virtual void publishFleet(std::string_view topic, std::span<const uint8_t> payload,
+                            bool retained) = 0;
 
   virtual bool connected() const = 0;
 };

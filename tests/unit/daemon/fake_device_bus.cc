@@ -45,6 +45,20 @@ void FakeDeviceBus::unsubscribeDevice(std::string_view device) {
   calls.push_back("unsubscribe " + std::string(device));
 }
 
+void FakeDeviceBus::subscribeFleet(std::string_view filter) {
+  fleetFilters.emplace_back(filter);
+}
+
+void FakeDeviceBus::unsubscribeFleet(std::string_view filter) {
+  std::erase(fleetFilters, std::string(filter));
+}
+
+void FakeDeviceBus::publishFleet(std::string_view topic, std::span<const uint8_t> payload,
+                                 bool retained) {
+  fleetPublishes.push_back(
+      {std::string(topic), std::string(payload.begin(), payload.end()), retained});
+}
+
 std::vector<std::string> FakeDeviceBus::callsFor(std::string_view device) const {
   std::vector<std::string> out;
   for (const auto& c : calls) {

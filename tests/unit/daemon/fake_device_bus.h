@@ -55,6 +55,13 @@ class FakeDeviceBus final : public bus::DeviceBus {
   std::vector<std::size_t> nodeStates;
   std::vector<std::string> subscribed;
   std::vector<std::string> unsubscribed;
+  struct FleetPublish {
+    std::string topic;
+    std::string payload;
+    bool retained = false;
+  };
+  std::vector<std::string> fleetFilters;  // current fleet subscriptions
+  std::vector<FleetPublish> fleetPublishes;
   // Every call in order, e.g. "subscribe dev-1", "presence dev-1 online", "receipt dev-1 failed",
   // "unsubscribe dev-1", "presence dev-1 offline": for checks on ordering.
   std::vector<std::string> calls;
@@ -70,6 +77,10 @@ class FakeDeviceBus final : public bus::DeviceBus {
   void publishNodeState(std::size_t devices) override;
   void subscribeDevice(std::string_view device) override;
   void unsubscribeDevice(std::string_view device) override;
+  void subscribeFleet(std::string_view filter) override;
+  void unsubscribeFleet(std::string_view filter) override;
+  void publishFleet(std::string_view topic, std::span<const uint8_t> payload,
+                    bool retained) override;
   bool connected() const override { return isConnected; }
 
   // The calls about `device`, in order.

@@ -1,0 +1,145 @@
+#include "gateway/daemon/rollout.h"
+
+#include <cmath>
+#include <limits>
+
+namespace impgate::gateway {
+namespace {
+
+constexpr std::string_view kStateNames[] = {"current",   "offered",  "transferring",
+                                            "installed", "deferred", "failed"};
+
+}  // namespace
+
+std::string_view pushStateName(PushState state) {
+  return kStateNames[static_cast<std::size_t>(state)];
+}
+
+bool parsePushState(std::string_view name, PushState& out) {
+  for (std::size_t i = 0; i < std::size(kStateNames); ++i) {
+    if (kStateNames[i] == name) {
+      out = static_cast<PushState>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+Rollout::Rollout(uint32_t deployment, RolloutPolicy policy)
+    : deployment_(deployment), policy_(std::move(policy)) {
+  if (policy_.stages.empty()) policy_.stages = {100};
+}
+
+void Rollout::updatePolicy(const RolloutPolicy& policy) {
+  const bool resumed = policy.resume > policy_.resume;
+  policy_ = policy;
+  if (policy_.stages.empty()) policy_.stages = {100};
+  if (resumed) {
+    // Failures before the resume no longer count: recount under the new resume.
+    halted_ = false;
+    counts_ = {};
+    for (const auto& [device, e] : devices_) count(e, 1);
+  }
+  checkHalt(currentStage());
+}
+
+void Rollout::count(const Entry& e, int delta) {
+  auto add = [delta](uint32_t& n) { n = static_cast<uint32_t>(static_cast<int64_t>(n) + delta); };
+  switch (e.state) {
+    case PushState::kCurrent:
+      add(counts_.current);
+      break;
+    case PushState::kOffered:
+      add(counts_.offered);
+      break;
+    case PushState::kTransferring:
+      add(counts_.transferring);
+      break;
+    case PushState::kInstalled:
+      add(counts_.installed);
+      break;
+    case PushState::kDeferred:
+      add(counts_.deferred);
+      break;
+    case PushState::kFailed:
+      add(failedNow(e) ? counts_.failed : counts_.failedBefore);
+      break;
+  }
+}
+
+void Rollout::record(std::string_view device, PushState state, uint32_t resume) {
+  // A failure is weighed against the stage it happened in, even if it is the one that
+  // finishes that stage.
+  const std::size_t stage = currentStage();
+  Entry next{state, resume};
+  auto it = devices_.find(std::string(device));
+  if (it == devices_.end()) {
+    it = devices_.emplace(std::string(device), next).first;
+  } else {
+    count(it->second, -1);
+    it->second = next;
+  }
+  count(it->second, 1);
+  checkHalt(stage);
+}
+
+const PushState* Rollout::stateOf(std::string_view device) const {
+  auto it = devices_.find(std::string(device));
+  return it == devices_.end() ? nullptr : &it->second.state;
+}
+
+bool Rollout::eligible(std::string_view device) const {
+  auto it = devices_.find(std::string(device));
+  if (it == devices_.end()) return true;
+  switch (it->second.state) {
+    case PushState::kCurrent:
+    case PushState::kInstalled:
+      return false;
+    case PushState::kFailed:
+      return !failedNow(it->second);
+    case PushState::kOffered:
+    case PushState::kTransferring:
+    case PushState::kDeferred:
+      return true;
+  }
+  return false;
+}
+
+uint32_t Rollout::finished() const {
+  return counts_.current + counts_.installed + counts_.deferred + counts_.failed;
+}
+
+uint32_t Rollout::started() const {
+  return finished() + counts_.offered + counts_.transferring;
+}
+
+uint32_t Rollout::stageTarget(std::size_t stage) const {
+  int pct = policy_.stages.at(stage);
+  if (pct >= 100) return std::numeric_limits<uint32_t>::max();
+  return static_cast<uint32_t>(std::ceil(pct * static_cast<double>(policy_.devices) / 100.0));
+}
+
+std::size_t Rollout::currentStage() const {
+  const uint32_t done = finished();
+  for (std::size_t k = 0; k + 1 < policy_.stages.size(); ++k) {
+    if (done < stageTarget(k)) return k;
+  }
+  return policy_.stages.size() - 1;
+}
+
+bool Rollout::mayStart() const {
+  if (policy_.paused || halted_) return false;
+  return started() < stageTarget(currentStage());
+}
+
+void Rollout::checkHalt(std::size_t stage) {
+  if (halted_ || counts_.failed == 0) return;
+  // The base is the stage's target, or the group for the last stage: a few failures among the
+  // first 1 % halt the rollout, the same few among everyone need not.
+  uint32_t target = stageTarget(stage);
+  double base = target == std::numeric_limits<uint32_t>::max() ? policy_.devices : target;
+  if (base < 1) base = 1;
+  if (counts_.failed * 100.0 > policy_.haltFailuresPct * base) halted_ = true;
+}
+
+}  // namespace impgate::gateway
