@@ -1,6 +1,8 @@
 #include "storage/code_registry.h"
 
 #include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -685,6 +687,71 @@ TEST_CASE("two connections deploying to one group at once get distinct numbers")
   CodeRegistry code = std::move(CodeRegistry::open(db)).value();
   CHECK(code.listDeployments("g")->size() == 2 * kEach);
   CHECK((*code.group("g"))->nextDeployment == 2 * kEach + 1);
+}
+
+TEST_CASE("two processes deploying to one group at once get distinct numbers") {
+  TempDir dir;
+  const auto path = dir.path() / "impgate.db";
+  {
+    Database db = std::move(Database::open(path)).value();
+    CodeRegistry code = std::move(CodeRegistry::open(db)).value();
+    REQUIRE(code.addVersion(newVersion('1')).ok());
+    REQUIRE(code.createGroup("g", 1, "test").ok());
+  }
+  constexpr int kEach = 30;
+  // Each process opens its own connection after the fork, as two impctl runs would; the child
+  // reports the numbers it got through a pipe, -1 for a failed deploy.
+  auto deployAll = [&](std::vector<std::int64_t>& got) {
+    Result<Database> db = Database::open(path);
+    if (!db) {
+      got.assign(kEach, -1);
+      return;
+    }
+    Result<CodeRegistry> code = CodeRegistry::open(*db);
+    for (int i = 0; i < kEach; ++i) {
+      Result<std::int64_t> n =
+          code ? code->createDeployment("g", sha('1'), RolloutPolicy{}, false, "p", "", i)
+               : Result<std::int64_t>(code.error());
+      got.push_back(n ? *n : -1);
+    }
+  };
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    std::vector<std::int64_t> got;
+    deployAll(got);
+    const auto size = static_cast<ssize_t>(got.size() * sizeof(std::int64_t));
+    ::_exit(::write(fds[1], got.data(), static_cast<std::size_t>(size)) == size ? 0 : 1);
+  }
+  ::close(fds[1]);
+  std::vector<std::int64_t> mine;
+  deployAll(mine);
+  std::vector<std::int64_t> theirs(kEach, 0);
+  std::size_t want = theirs.size() * sizeof(std::int64_t);
+  std::size_t have = 0;
+  while (have < want) {
+    ssize_t n = ::read(fds[0], reinterpret_cast<char*>(theirs.data()) + have, want - have);
+    if (n <= 0) {
+      break;
+    }
+    have += static_cast<std::size_t>(n);
+  }
+  ::close(fds[0]);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  REQUIRE(have == want);
+
+  std::set<std::int64_t> all(mine.begin(), mine.end());
+  all.insert(theirs.begin(), theirs.end());
+  CHECK_FALSE(all.count(-1));
+  CHECK(all.size() == 2 * kEach);
+  CHECK(*all.begin() == 1);
+  CHECK(*all.rbegin() == 2 * kEach);
 }
 
 TEST_CASE("a deploy that cannot get the write lock fails cleanly and writes nothing") {
