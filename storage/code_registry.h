@@ -173,6 +173,7 @@ class CodeRegistry {
   // The group's highest-numbered deployment: its live target. nullopt when it has none;
   // kNotFound when the group does not exist.
   Result<std::optional<Deployment>> latestDeployment(std::string_view group);
+  // nullopt when the group or the deployment does not exist (or was deleted).
   Result<std::optional<Deployment>> deployment(std::string_view group, std::int64_t number);
   // The highest-numbered deployment below `number`, nullopt when there is none.
   Result<std::optional<Deployment>> deploymentBefore(std::string_view group, std::int64_t number);
@@ -204,8 +205,9 @@ class CodeRegistry {
 
   // ---- Push history (what nodes report on the bus, copied in by impctl)
 
-  // Appends `state` unless it equals the device's last recorded state and reason for that
-  // deployment (nodes republish states); yields whether it appended. Refused: an unknown
+  // Appends `state` unless its state and reason equal the device's last recorded ones for that
+  // deployment (nodes republish states; time and node are not compared); yields whether it
+  // appended. Refused: an unknown
   // device (kNotFound), an unknown deployment (kNotFound), a code other than the deployment's
   // (kInvalidInput: "a hash nobody deployed"), an unknown state, a bad name or reason.
   Result<bool> recordPushState(const PushState& state);
