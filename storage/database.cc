@@ -184,6 +184,24 @@ Statement& Statement::bind(int index, std::optional<std::int64_t> value) {
   return *this;
 }
 
+Statement& Statement::bindBlob(int index, std::span<const std::uint8_t> bytes) {
+  if (bytes.size() > INT_MAX) {
+    noteBindResult(SQLITE_TOOBIG);
+    return *this;
+  }
+  // A null pointer would bind NULL, not an empty blob.
+  noteBindResult(bytes.empty()
+                     ? sqlite3_bind_zeroblob(stmt_, index, 0)
+                     : sqlite3_bind_blob(stmt_, index, bytes.data(), static_cast<int>(bytes.size()),
+                                         SQLITE_TRANSIENT));
+  return *this;
+}
+
+Statement& Statement::bindReal(int index, double value) {
+  noteBindResult(sqlite3_bind_double(stmt_, index, value));
+  return *this;
+}
+
 Result<bool> Statement::step() {
   assert(stmt_ && "step() on a Statement that was never prepared");
   if (bindError_ != SQLITE_OK) {
@@ -237,6 +255,19 @@ std::string Statement::columnText(int column) const {
   }
   return std::string(reinterpret_cast<const char*>(text),
                      static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)));
+}
+
+std::vector<std::uint8_t> Statement::columnBlob(int column) const {
+  const auto* bytes = static_cast<const std::uint8_t*>(sqlite3_column_blob(stmt_, column));
+  if (!bytes) {
+    return {};
+  }
+  return std::vector<std::uint8_t>(
+      bytes, bytes + static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)));
+}
+
+double Statement::columnReal(int column) const {
+  return sqlite3_column_double(stmt_, column);
 }
 
 // ---- Transaction

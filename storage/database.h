@@ -14,8 +14,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "storage/result.h"
 
@@ -78,6 +80,9 @@ class Statement {
   Statement& bind(int index, std::string_view text);
   Statement& bind(int index, std::int64_t value);
   Statement& bind(int index, std::optional<std::int64_t> value);  // nullopt binds NULL
+  // Named apart from bind(): an int argument would be ambiguous between int64 and double.
+  Statement& bindBlob(int index, std::span<const std::uint8_t> bytes);  // empty binds x''
+  Statement& bindReal(int index, double value);
 
   // Advances to the next row: true while a row is available, false once the statement is done.
   Result<bool> step();
@@ -90,6 +95,8 @@ class Statement {
   std::int64_t columnInt(int column) const;
   std::optional<std::int64_t> columnOptionalInt(int column) const;
   std::string columnText(int column) const;
+  std::vector<std::uint8_t> columnBlob(int column) const;
+  double columnReal(int column) const;
 
  private:
   friend class Database;

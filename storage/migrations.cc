@@ -31,6 +31,52 @@ CREATE TABLE audit_log (
   detail TEXT NOT NULL
 );
 )sql"},
+    // Code push (storage/code_registry.h). A group's deployment numbers come from its own
+    // counter so a deleted number is never given out again; min_supported only moves forward.
+    // push_history has no foreign keys: it is history, and outlives deleted deployments.
+    {2, R"sql(
+ALTER TABLE device_groups ADD COLUMN next_deployment INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE device_groups ADD COLUMN min_supported INTEGER;
+CREATE TABLE code_versions (
+  sha        TEXT PRIMARY KEY CHECK (length(sha) = 64),
+  size       INTEGER NOT NULL CHECK (size > 0),
+  note       TEXT NOT NULL,
+  author     TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  signature  BLOB NOT NULL CHECK (length(signature) = 64),
+  content    BLOB NOT NULL CHECK (length(content) = size)
+);
+CREATE TABLE deployments (
+  group_name     TEXT NOT NULL REFERENCES device_groups(name),
+  number         INTEGER NOT NULL CHECK (number > 0),
+  code_sha       TEXT NOT NULL REFERENCES code_versions(sha),
+  stages         TEXT NOT NULL,
+  max_concurrent INTEGER NOT NULL,
+  halt_failures  REAL NOT NULL,
+  min_supported  INTEGER NOT NULL,
+  flagged        INTEGER NOT NULL DEFAULT 0,
+  paused         INTEGER NOT NULL DEFAULT 0,
+  resume         INTEGER NOT NULL DEFAULT 0,
+  created_at     INTEGER NOT NULL,
+  author         TEXT NOT NULL,
+  note           TEXT NOT NULL,
+  PRIMARY KEY (group_name, number)
+);
+CREATE INDEX deployments_by_code ON deployments(code_sha);
+CREATE TABLE push_history (
+  id         INTEGER PRIMARY KEY,
+  device     TEXT NOT NULL,
+  group_name TEXT NOT NULL,
+  deployment INTEGER NOT NULL,
+  code_sha   TEXT NOT NULL,
+  state      TEXT NOT NULL,
+  reason     TEXT NOT NULL,
+  at         INTEGER NOT NULL,
+  node       TEXT NOT NULL
+);
+CREATE INDEX push_history_by_device ON push_history(device, group_name, deployment, id);
+CREATE INDEX push_history_by_group ON push_history(group_name, device, id);
+)sql"},
 };
 
 Error tooNew(const Database& db, int found) {

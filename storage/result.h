@@ -13,6 +13,10 @@ enum class ErrorCode {
   kSchemaTooNew,     // The file was written by a newer impgate; it is left untouched.
   kInvalidName,      // A device id or group name that fails isValidDeviceId().
   kAlreadyEnrolled,  // enroll() of an id that exists, without asking to replace it.
+  kInvalidInput,     // A value that breaks a rule (a hash, a size, a rollout policy, a state).
+  kAlreadyExists,    // A group that exists, or a stored version's hash with other bytes.
+  kRefused,          // A rule forbids it now (deleting a flagged or live deployment, a rollback
+                     // with nothing to roll back to).
 };
 
 using Error = base::Error<ErrorCode>;
