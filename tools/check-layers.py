@@ -2,7 +2,8 @@
 """Fails when a source file includes a project header from a layer above its own.
 
 The layers, lowest first (docs/architecture.md, "Layers"):
-  base      gateway/base (logs, names, results, home), then its protocol, pki, net and metrics
+  base      gateway/base (logs, names, results, home), then its protocol, pki, net, metrics
+            and code
   bus, storage, device SDK   each on the base only
   daemon    gateway/daemon: the only place that wires the bus and storage together
   tools     on everything above; tools/testbed on nothing of impgate; tests may include anything
@@ -24,6 +25,7 @@ RULES = [
     ("gateway/base/pki/", [BASE]),
     ("gateway/base/net/", [BASE, "gateway/base/pki/"]),
     ("gateway/base/metrics/", [BASE]),
+    ("gateway/base/code/", [BASE, "gateway/base/pki/"]),
     ("gateway/base/", []),
     ("gateway/device/", [BASE_ALL]),
     ("bus/topics/", [BASE]),

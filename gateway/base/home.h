@@ -32,6 +32,14 @@ class Home {
   std::filesystem::path deviceKey(std::string_view id) const {
     return deviceDir(id) / "device.key";
   }
+  // The fleet's Ed25519 code-signing key pair (pki/code_signing.h). The private key may be
+  // kept elsewhere (impctl code deploy --signing-key FILE); gateway hosts need only the .pub.
+  std::filesystem::path codeSigningKey() const { return root_ / "ca" / "code-signing.key"; }
+  std::filesystem::path codeVerifyKey() const { return root_ / "ca" / "code-signing.pub"; }
+  // The public key a device was enrolled with; it accepts only code signed by its private half.
+  std::filesystem::path deviceCodeVerifyKey(std::string_view id) const {
+    return deviceDir(id) / "code-signing.pub";
+  }
   std::filesystem::path database() const { return root_ / "impgate.db"; }
 
  private:

@@ -198,6 +198,14 @@ void DeviceSession::consume(std::span<const uint8_t> bytes) {
 bool DeviceSession::handleFrame(uint8_t type, std::span<const uint8_t> body) {
   if (state_ == State::kClosed) return false;
   gateway_.stats().framesIn.inc();
+  // Code push is not served yet: its frame types stay unknown to the session, whatever their
+  // body, exactly as before the codec knew them (BYE unknown_frame).
+  if (type >= static_cast<uint8_t>(protocol::FrameType::kCodeOffer) &&
+      type <= static_cast<uint8_t>(protocol::FrameType::kCodeResult)) {
+    const auto err = protocol::DecodeError::kUnknownType;
+    fail(errorFor(err), protocol::byeReasonFor(err), protocol::decodeErrorName(err));
+    return false;
+  }
   protocol::Frame frame;
   if (auto err = protocol::decode(type, body, frame); err != protocol::DecodeError::kNone) {
     fail(errorFor(err), protocol::byeReasonFor(err), protocol::decodeErrorName(err));

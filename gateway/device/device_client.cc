@@ -249,6 +249,10 @@ bool DeviceClient::handleFrame(uint8_t type, std::span<const uint8_t> body) {
   } else if (auto* bye = std::get_if<protocol::Bye>(&frame)) {
     drop("bye:" + std::string(protocol::byeReasonName(bye->reason)), false);
     return false;
+  } else if (std::holds_alternative<protocol::CodeOffer>(frame) ||
+             std::holds_alternative<protocol::CodeData>(frame)) {
+    // This client does not set kCapCodePush, so a gateway sends it no code push frames;
+    // one that does anyway is ignored rather than fatal.
   } else {
     drop("protocol: unexpected frame from gateway", true);
     return false;

@@ -14,10 +14,13 @@
 namespace impgate::protocol {
 
 // Decodes one frame's body; `type` is the type byte FrameReader split off. The body must be
-// consumed exactly. Beyond the layout, only two things are checked: a MSG event name must
-// pass isValidEventName() (else kInvalidName) and a HELLO code_id must fit
-// kMaxCodeIdLength. Views in `out` point into `body`. On error, `out` is unspecified.
-// Never returns kTooLarge: the frame limit is FrameReader's job.
+// consumed exactly. Beyond the layout, the checks are: a MSG event name must pass
+// isValidEventName() (else kInvalidName), a HELLO code_id must fit kMaxCodeIdLength, and the
+// code push ranges (CODE_OFFER chunk count, chunk lengths and size, CODE_GET length,
+// CODE_DATA size, CODE_RESULT status; see frame.h) hold, else kMalformed. Decoding a
+// CODE_OFFER reads its chunk list once to check it and allocates nothing. Views in `out` point into
+// `body`. On error, `out` is unspecified. Never returns kTooLarge: the frame limit is FrameReader's
+// job.
 DecodeError decode(uint8_t type, std::span<const uint8_t> body, Frame& out);
 
 // Each encoder appends one whole frame to `out` and allocates nothing beyond growing `out`.
@@ -32,6 +35,10 @@ void encode(const Ping& frame, std::vector<uint8_t>& out);
 void encode(const Pong& frame, std::vector<uint8_t>& out);
 void encode(const Log& frame, std::vector<uint8_t>& out);
 void encode(const Bye& frame, std::vector<uint8_t>& out);
+void encode(const CodeOffer& frame, std::vector<uint8_t>& out);
+void encode(const CodeGet& frame, std::vector<uint8_t>& out);
+void encode(const CodeData& frame, std::vector<uint8_t>& out);
+void encode(const CodeResult& frame, std::vector<uint8_t>& out);
 void encode(const Frame& frame, std::vector<uint8_t>& out);
 
 }  // namespace impgate::protocol

@@ -98,6 +98,76 @@ DecodeError decodeBye(BodyReader& r, Frame& out) {
   return DecodeError::kNone;
 }
 
+DecodeError decodeCodeOffer(BodyReader& r, Frame& out) {
+  CodeOffer f;
+  uint8_t flags = 0;
+  uint16_t count = 0;
+  r.u32(f.deployment);
+  r.u8(flags);
+  r.fixed(f.code);
+  r.u32(f.size);
+  r.fixed(f.signature);
+  r.u16(count);
+  std::span<const uint8_t> list = r.view(size_t{count} * kCodeChunkEntrySize);
+  if (!r.finished() || (flags & ~kCodeOfferFlagMandatory) != 0 || count == 0 ||
+      count > kMaxCodeChunks || f.size == 0 || f.size > kMaxCodeSize) {
+    return DecodeError::kMalformed;
+  }
+  f.mandatory = (flags & kCodeOfferFlagMandatory) != 0;
+  f.chunks = CodeChunkList(list);
+  // At most 4096 lengths of at most 2^32 - 1: the sum fits 64 bits.
+  uint64_t total = 0;
+  for (CodeChunkRef chunk : f.chunks) {
+    if (chunk.length == 0) {
+      return DecodeError::kMalformed;
+    }
+    total += chunk.length;
+  }
+  if (total != f.size) {
+    return DecodeError::kMalformed;
+  }
+  out = f;
+  return DecodeError::kNone;
+}
+
+DecodeError decodeCodeGet(BodyReader& r, Frame& out) {
+  CodeGet f;
+  r.fixed(f.code);
+  r.u32(f.offset);
+  r.u32(f.length);
+  if (!r.finished() || f.length == 0 || f.length > kMaxCodeData) {
+    return DecodeError::kMalformed;
+  }
+  out = f;
+  return DecodeError::kNone;
+}
+
+DecodeError decodeCodeData(BodyReader& r, Frame& out) {
+  CodeData f;
+  r.fixed(f.code);
+  r.u32(f.offset);
+  f.data = r.rest();
+  if (!r.ok() || f.data.size() > kMaxCodeData) {
+    return DecodeError::kMalformed;
+  }
+  out = f;
+  return DecodeError::kNone;
+}
+
+DecodeError decodeCodeResult(BodyReader& r, Frame& out) {
+  CodeResult f;
+  uint8_t status = 0;
+  r.fixed(f.code);
+  r.u8(status);
+  r.str8(f.reason);
+  if (!r.finished() || status > static_cast<uint8_t>(CodeResultStatus::kFailed)) {
+    return DecodeError::kMalformed;
+  }
+  f.status = static_cast<CodeResultStatus>(status);
+  out = f;
+  return DecodeError::kNone;
+}
+
 }  // namespace
 
 DecodeError decode(uint8_t type, std::span<const uint8_t> body, Frame& out) {
@@ -119,6 +189,14 @@ DecodeError decode(uint8_t type, std::span<const uint8_t> body, Frame& out) {
       return decodeLog(r, out);
     case FrameType::kBye:
       return decodeBye(r, out);
+    case FrameType::kCodeOffer:
+      return decodeCodeOffer(r, out);
+    case FrameType::kCodeGet:
+      return decodeCodeGet(r, out);
+    case FrameType::kCodeData:
+      return decodeCodeData(r, out);
+    case FrameType::kCodeResult:
+      return decodeCodeResult(r, out);
   }
   return DecodeError::kUnknownType;
 }

@@ -61,6 +61,41 @@ void encode(const Bye& frame, std::vector<uint8_t>& out) {
   w.str8(frame.text);
 }
 
+void encode(const CodeOffer& frame, std::vector<uint8_t>& out) {
+  FrameWriter w(
+      out, FrameType::kCodeOffer,
+      4 + 1 + frame.code.size() + 4 + frame.signature.size() + 2 + frame.chunks.raw().size());
+  assert(frame.chunks.size() <= UINT16_MAX);
+  w.u32(frame.deployment);
+  w.u8(frame.mandatory ? kCodeOfferFlagMandatory : 0);
+  w.bytes(frame.code);
+  w.u32(frame.size);
+  w.bytes(frame.signature);
+  w.u16(static_cast<uint16_t>(frame.chunks.size()));
+  w.bytes(frame.chunks.raw());
+}
+
+void encode(const CodeGet& frame, std::vector<uint8_t>& out) {
+  FrameWriter w(out, FrameType::kCodeGet, frame.code.size() + 4 + 4);
+  w.bytes(frame.code);
+  w.u32(frame.offset);
+  w.u32(frame.length);
+}
+
+void encode(const CodeData& frame, std::vector<uint8_t>& out) {
+  FrameWriter w(out, FrameType::kCodeData, frame.code.size() + 4 + frame.data.size());
+  w.bytes(frame.code);
+  w.u32(frame.offset);
+  w.bytes(frame.data);
+}
+
+void encode(const CodeResult& frame, std::vector<uint8_t>& out) {
+  FrameWriter w(out, FrameType::kCodeResult, frame.code.size() + 1 + 1 + frame.reason.size());
+  w.bytes(frame.code);
+  w.u8(static_cast<uint8_t>(frame.status));
+  w.str8(frame.reason);
+}
+
 void encode(const Frame& frame, std::vector<uint8_t>& out) {
   std::visit([&out](const auto& f) { encode(f, out); }, frame);
 }

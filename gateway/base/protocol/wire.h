@@ -2,6 +2,8 @@
 // rest of the gateway goes through codec.h and frame_reader.h.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -42,6 +44,18 @@ class BodyReader {
       v = {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
     }
   }
+
+  // A fixed-size byte field (a hash, a signature), copied.
+  template <size_t N>
+  void fixed(std::array<uint8_t, N>& v) {
+    std::span<const uint8_t> bytes = take(N);
+    if (ok_) {
+      std::copy(bytes.begin(), bytes.end(), v.begin());
+    }
+  }
+
+  // The next `n` bytes as a view.
+  std::span<const uint8_t> view(size_t n) { return take(n); }
 
   // Everything not read yet; afterwards the reader is at the end.
   std::span<const uint8_t> rest() { return take(body_.size() - pos_); }

@@ -46,6 +46,28 @@ TEST_CASE("an unknown frame type is a protocol error for that connection only") 
   requireWitnessWorks(gw, *witness);
 }
 
+TEST_CASE("code push frames from a device are unknown while the gateway does not serve them") {
+  GatewayFixture gw;
+  auto witness = gw.connectDevice("witness");
+  // Well-formed CODE_GET and CODE_RESULT, and a CODE_GET whose length is out of range: all
+  // three are unknown_frame, as before the codec knew these types.
+  std::vector<uint8_t> get(32, 0xab);
+  get.insert(get.end(), {0, 0, 0, 0, 0, 0, 0x40, 0});
+  std::vector<uint8_t> result(32, 0xab);
+  result.insert(result.end(), {0, 0});
+  std::vector<uint8_t> badGet(32, 0xab);
+  badGet.insert(badGet.end(), {0, 0, 0, 0, 0, 0, 0, 0});
+  const std::vector<std::pair<uint8_t, std::vector<uint8_t>>> frames = {
+      {0x41, get}, {0x43, result}, {0x41, badGet}};
+  for (const auto& [type, body] : frames) {
+    auto raw = helloedRawDevice(gw, "coder");
+    REQUIRE(raw->send(frame(type, body)));
+    expectBye(*raw, ByeReason::kUnknownFrame);
+  }
+  CHECK(gw.metric("impgate_errors_total{reason=\"unknown_frame\"}") == 3);
+  requireWitnessWorks(gw, *witness);
+}
+
 TEST_CASE("malformed fields close the connection with BYE malformed") {
   GatewayFixture gw;
   auto witness = gw.connectDevice("witness");

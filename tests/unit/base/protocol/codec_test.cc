@@ -27,6 +27,32 @@ DecodeError decodeBody(FrameType type, const Bytes& body) {
   return decode(static_cast<uint8_t>(type), body, out);
 }
 
+Bytes u32(uint32_t v) {
+  return {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
+          static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
+}
+
+// A CODE_OFFER body with `flags`, `size` and chunks of the given lengths (chunk i's sha is
+// filled with i).
+Bytes codeOfferBody(uint8_t flags, uint32_t size, const std::vector<uint32_t>& lengths) {
+  Bytes body = concat({u32(7), {flags}, Bytes(32, 0xc0), u32(size), Bytes(64, 0x51)});
+  body.push_back(static_cast<uint8_t>(lengths.size() >> 8));
+  body.push_back(static_cast<uint8_t>(lengths.size()));
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    Bytes sha(32, static_cast<uint8_t>(i));
+    body.insert(body.end(), sha.begin(), sha.end());
+    Bytes len = u32(lengths[i]);
+    body.insert(body.end(), len.begin(), len.end());
+  }
+  return body;
+}
+
+CodeHash hashOf(uint8_t fill) {
+  CodeHash h;
+  h.fill(fill);
+  return h;
+}
+
 // The shortest valid body of each type, all fields but `rest` ones present.
 struct FixedLayout {
   FrameType type;
@@ -44,6 +70,10 @@ std::vector<FixedLayout> minimalBodies() {
       {FrameType::kPong, Bytes(8, 0), false},
       {FrameType::kLog, {1}, true},
       {FrameType::kBye, concat({{0}, str8("")}), false},
+      {FrameType::kCodeOffer, codeOfferBody(0, 1, {1}), false},
+      {FrameType::kCodeGet, concat({Bytes(32, 0), {0, 0, 0, 0}, {0, 0, 0, 1}}), false},
+      {FrameType::kCodeData, concat({Bytes(32, 0), {0, 0, 0, 0}}), true},
+      {FrameType::kCodeResult, concat({Bytes(32, 0), {0}, str8("")}), false},
   };
 }
 
@@ -82,6 +112,114 @@ TEST_CASE("every frame type survives encode and decode") {
     requireRoundTrip(Bye{.reason = static_cast<ByeReason>(r), .text = "why"});
   }
   requireRoundTrip(Bye{.reason = ByeReason::kNormal, .text = longest});
+
+  Bytes list;
+  appendCodeChunk({.sha = hashOf(1), .length = 512}, list);
+  appendCodeChunk({.sha = hashOf(2), .length = 8192}, list);
+  CodeSignature signature;
+  signature.fill(0x5a);
+  for (bool mandatory : {false, true}) {
+    requireRoundTrip(CodeOffer{.deployment = UINT32_MAX,
+                               .mandatory = mandatory,
+                               .code = hashOf(0xee),
+                               .size = 512 + 8192,
+                               .signature = signature,
+                               .chunks = CodeChunkList(list)});
+  }
+  requireRoundTrip(CodeGet{.code = hashOf(3), .offset = 4096, .length = kMaxCodeData});
+  requireRoundTrip(CodeGet{.code = hashOf(3), .offset = UINT32_MAX, .length = 1});
+  const Bytes data(kMaxCodeData, 0x77);
+  requireRoundTrip(CodeData{.code = hashOf(4), .offset = 16384, .data = data});
+  requireRoundTrip(CodeData{.code = hashOf(4), .offset = 0, .data = {}});
+  for (auto status :
+       {CodeResultStatus::kInstalled, CodeResultStatus::kDeferred, CodeResultStatus::kFailed}) {
+    requireRoundTrip(CodeResult{.code = hashOf(5), .status = status, .reason = "bad signature"});
+  }
+  requireRoundTrip(CodeResult{.code = hashOf(5), .reason = longest});
+}
+
+TEST_CASE("a CODE_OFFER's chunk list is a view over the frame, read entry by entry") {
+  Bytes body = codeOfferBody(1, 700 + 300 + 5, {700, 300, 5});
+  Frame out;
+  REQUIRE(decode(static_cast<uint8_t>(FrameType::kCodeOffer), body, out) == DecodeError::kNone);
+  const CodeOffer& offer = std::get<CodeOffer>(out);
+  CHECK(offer.deployment == 7);
+  CHECK(offer.mandatory);
+  CHECK(offer.code == hashOf(0xc0));
+  CHECK(offer.size == 1005);
+  CHECK(offer.signature == [] {
+    CodeSignature s;
+    s.fill(0x51);
+    return s;
+  }());
+  REQUIRE(offer.chunks.size() == 3);
+  CHECK(offer.chunks.raw().data() == body.data() + 4 + 1 + 32 + 4 + 64 + 2);
+  CHECK(offer.chunks.raw().size() == 3 * kCodeChunkEntrySize);
+  CHECK(offer.chunks.chunk(0) == CodeChunkRef{.sha = hashOf(0), .length = 700});
+  CHECK(offer.chunks.chunk(2) == CodeChunkRef{.sha = hashOf(2), .length = 5});
+  std::vector<uint32_t> lengths;
+  for (CodeChunkRef chunk : offer.chunks) {
+    lengths.push_back(chunk.length);
+  }
+  CHECK(lengths == std::vector<uint32_t>{700, 300, 5});
+}
+
+TEST_CASE("CODE_OFFER ranges: chunk count, chunk lengths, size and flags") {
+  auto offer = [](uint8_t flags, uint32_t size, const std::vector<uint32_t>& lengths) {
+    return decodeBody(FrameType::kCodeOffer, codeOfferBody(flags, size, lengths));
+  };
+  CHECK(offer(0, 10, {4, 6}) == DecodeError::kNone);
+  // The lengths must add up to the size, exactly.
+  CHECK(offer(0, 11, {4, 6}) == DecodeError::kMalformed);
+  CHECK(offer(0, 9, {4, 6}) == DecodeError::kMalformed);
+  // A sum that wraps 32 bits is still not the size.
+  CHECK(offer(0, 10, {0xffffffff, 11}) == DecodeError::kMalformed);
+  CHECK(offer(0, 10, {0, 10}) == DecodeError::kMalformed);
+  CHECK(offer(0, 0, {}) == DecodeError::kMalformed);
+  CHECK(offer(0, 0, {0}) == DecodeError::kMalformed);
+  for (int bit = 1; bit < 8; ++bit) {
+    INFO("flag bit " << bit);
+    CHECK(offer(static_cast<uint8_t>(1 << bit), 10, {10}) == DecodeError::kMalformed);
+  }
+  // kMaxCodeChunks chunks summing to kMaxCodeSize is the largest offer; one more chunk, or one
+  // more byte, is too much.
+  std::vector<uint32_t> most(kMaxCodeChunks, kMaxCodeSize / kMaxCodeChunks);
+  CHECK(offer(0, kMaxCodeSize, most) == DecodeError::kNone);
+  most.back() += 1;
+  CHECK(offer(0, kMaxCodeSize + 1, most) == DecodeError::kMalformed);
+  std::vector<uint32_t> tooMany(kMaxCodeChunks + 1, 1);
+  CHECK(offer(0, kMaxCodeChunks + 1, tooMany) == DecodeError::kMalformed);
+  // A count that promises more entries than the body holds.
+  Bytes body = codeOfferBody(0, 10, {10});
+  body[4 + 1 + 32 + 4 + 64 + 1] = 2;
+  CHECK(decodeBody(FrameType::kCodeOffer, body) == DecodeError::kMalformed);
+}
+
+TEST_CASE("CODE_GET length, CODE_DATA size and CODE_RESULT status ranges") {
+  auto get = [](uint32_t length) {
+    return decodeBody(FrameType::kCodeGet, concat({Bytes(32, 1), u32(0), u32(length)}));
+  };
+  CHECK(get(1) == DecodeError::kNone);
+  CHECK(get(kMaxCodeData) == DecodeError::kNone);
+  CHECK(get(0) == DecodeError::kMalformed);
+  CHECK(get(kMaxCodeData + 1) == DecodeError::kMalformed);
+  CHECK(get(UINT32_MAX) == DecodeError::kMalformed);
+
+  auto data = [](size_t size) {
+    return decodeBody(FrameType::kCodeData, concat({Bytes(32, 1), u32(0), Bytes(size, 9)}));
+  };
+  CHECK(data(0) == DecodeError::kNone);
+  CHECK(data(kMaxCodeData) == DecodeError::kNone);
+  CHECK(data(kMaxCodeData + 1) == DecodeError::kMalformed);
+
+  for (int status = 0; status < 256; ++status) {
+    INFO("status " << status);
+    DecodeError e = decodeBody(FrameType::kCodeResult,
+                               concat({Bytes(32, 1), {static_cast<uint8_t>(status)}, str8("x")}));
+    CHECK(e == (status <= 2 ? DecodeError::kNone : DecodeError::kMalformed));
+  }
+  CHECK(decodeBody(FrameType::kCodeResult, concat({Bytes(32, 1), {0}, {4}, bytesOf("ab")})) ==
+        DecodeError::kMalformed);
 }
 
 TEST_CASE("decoded views point into the body, not into copies") {
@@ -205,7 +343,8 @@ TEST_CASE("enumeration bytes outside their tables are malformed") {
 }
 
 TEST_CASE("types outside version 1, reserved ones included, are unknown") {
-  const std::set<int> known = {0x01, 0x02, 0x10, 0x11, 0x20, 0x21, 0x30, 0x3f};
+  const std::set<int> known = {0x01, 0x02, 0x10, 0x11, 0x20, 0x21,
+                               0x30, 0x3f, 0x40, 0x41, 0x42, 0x43};
   for (int type = 0; type < 256; ++type) {
     if (known.count(type) != 0) {
       continue;
@@ -215,7 +354,7 @@ TEST_CASE("types outside version 1, reserved ones included, are unknown") {
     CHECK(decode(static_cast<uint8_t>(type), {}, out) == DecodeError::kUnknownType);
     CHECK(frameTypeName(static_cast<uint8_t>(type)) == "unknown");
   }
-  for (int reserved : {0x03, 0x04, 0x40, 0x41, 0x42, 0x43}) {
+  for (int reserved : {0x03, 0x04}) {
     Frame out;
     Bytes body(16, 0);
     CHECK(decode(static_cast<uint8_t>(reserved), body, out) == DecodeError::kUnknownType);
@@ -229,4 +368,10 @@ TEST_CASE("frame and field names for logs") {
   CHECK(ackStatusName(static_cast<AckStatus>(9)) == "unknown");
   CHECK(logLevelName(LogLevel::kWarn) == "warn");
   CHECK(logLevelName(static_cast<LogLevel>(4)) == "unknown");
+  CHECK(frameTypeName(0x40) == "code_offer");
+  CHECK(frameTypeName(0x41) == "code_get");
+  CHECK(frameTypeName(0x42) == "code_data");
+  CHECK(frameTypeName(0x43) == "code_result");
+  CHECK(codeResultStatusName(CodeResultStatus::kDeferred) == "deferred");
+  CHECK(codeResultStatusName(static_cast<CodeResultStatus>(3)) == "unknown");
 }

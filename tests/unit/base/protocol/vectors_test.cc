@@ -1,5 +1,6 @@
 // Checks the codec against the test vectors in docs/protocol.md, read from the document itself
 // so the specification and the code cannot drift apart.
+#include <array>
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <cstdio>
@@ -59,9 +60,47 @@ std::span<const uint8_t> asBytes(std::string_view text) {
   return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
 }
 
+template <size_t N>
+std::array<uint8_t, N> fromHex(std::string_view hex) {
+  std::array<uint8_t, N> out{};  // `hex` holds 2 * N digits
+  for (size_t i = 0; i < N; ++i) {
+    out[i] = static_cast<uint8_t>(std::stoul(std::string(hex.substr(2 * i, 2)), nullptr, 16));
+  }
+  return out;
+}
+
+// The code push example: "imp code v2\n" in the chunks "imp code " and "v2\n".
+const CodeHash kCode =
+    fromHex<32>("7a7f133f603f895cc26b9979ca49ed65bdbd533cb2bcc7c06730a5b08400c850");
+
+const Bytes& exampleChunkList() {
+  static const Bytes list = [] {
+    Bytes raw;
+    appendCodeChunk(
+        {fromHex<32>("84625f445d2dfed852495aeef73de60accecbde6f574c9abe3cc0a715cc94549"), 9}, raw);
+    appendCodeChunk(
+        {fromHex<32>("81db67b6a5702b9b68f0016f061c409bf3fb16d062fc854d1b424bb4e9c28c56"), 3}, raw);
+    return raw;
+  }();
+  return list;
+}
+
 // The frames the document describes, by vector name.
 std::map<std::string, Frame> expectedFrames() {
   return {
+      {"code_offer",
+       CodeOffer{.deployment = 3,
+                 .mandatory = false,
+                 .code = kCode,
+                 .size = 12,
+                 .signature = fromHex<64>(
+                     "48c75f76cda78ade80c7d04551850ef74c907a602983565a19919ab827022a58"
+                     "8db941e7842e8086d76e62d69637d3caa36e15ffae70a9e115dcd32bb3c18402"),
+                 .chunks = CodeChunkList(exampleChunkList())}},
+      {"code_get", CodeGet{.code = kCode, .offset = 9, .length = 3}},
+      {"code_data", CodeData{.code = kCode, .offset = 9, .data = asBytes("v2\n")}},
+      {"code_result",
+       CodeResult{.code = kCode, .status = CodeResultStatus::kFailed, .reason = "corrupt chunk"}},
       {"hello", Hello{.version = 1, .capabilities = 0, .codeId = "fw-1.4.2"}},
       {"welcome", Welcome{.version = 1,
                           .sessionId = 0x0123456789abcdef,
