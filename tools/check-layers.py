@@ -32,13 +32,15 @@ RULES = [
     ("bus/device_bus/", [BASE]),
     ("bus/mqtt/", [BASE_ALL]),
     ("bus/bridge/", [BASE_ALL, "bus/topics/", "bus/device_bus/", "bus/mqtt/"]),
+    ("bus/fleet/", [BASE_ALL, "bus/topics/"]),
     ("bus/agent/", [BASE_ALL, "bus/topics/"]),
     ("bus/examples/", [BASE_ALL, "bus/topics/", "bus/agent/"]),
     ("storage/", [BASE_ALL]),
     # main.cc is where the daemon meets the concrete bus (and storage); the rest of the daemon
     # sees the bus only through its interface.
     ("gateway/daemon/main.cc", [BASE_ALL, "bus/", "storage/", "gateway/daemon/"]),
-    ("gateway/daemon/", [BASE_ALL, "bus/device_bus/", "bus/topics/", "storage/"]),
+    # The daemon reads the code-push payloads (descriptors, deployments) itself.
+    ("gateway/daemon/", [BASE_ALL, "bus/device_bus/", "bus/topics/", "bus/fleet/", "storage/"]),
     # The test bed (processes, broker, temp dirs, ports) uses nothing of impgate, so tests and
     # every tool can link it.
     ("tools/testbed/", []),

@@ -89,6 +89,51 @@ std::string TopicScheme::deviceLog(std::string_view id) const {
 std::string TopicScheme::nodeState(std::string_view node) const {
   return build([&](std::string& o) { nodeState(o, node); });
 }
+void TopicScheme::codeChunk(std::string& out, std::string_view sha) const {
+  out.clear();
+  out.append(prefix_).append("/code/chunk/").append(sha);
+}
+void TopicScheme::codeVersion(std::string& out, std::string_view sha) const {
+  out.clear();
+  out.append(prefix_).append("/code/ver/").append(sha);
+}
+void TopicScheme::groupDeploy(std::string& out, std::string_view group) const {
+  out.clear();
+  out.append(prefix_).append("/grp/").append(group).append("/deploy");
+}
+void TopicScheme::groupRollout(std::string& out, std::string_view group,
+                               std::string_view node) const {
+  out.clear();
+  out.append(prefix_).append("/grp/").append(group).append("/rollout/").append(node);
+}
+void TopicScheme::deviceGroup(std::string& out, std::string_view id) const {
+  devicePrefix(out, id);
+  out.append("/group");
+}
+void TopicScheme::deviceCode(std::string& out, std::string_view id) const {
+  devicePrefix(out, id);
+  out.append("/code");
+}
+
+std::string TopicScheme::codeChunk(std::string_view sha) const {
+  return build([&](std::string& o) { codeChunk(o, sha); });
+}
+std::string TopicScheme::codeVersion(std::string_view sha) const {
+  return build([&](std::string& o) { codeVersion(o, sha); });
+}
+std::string TopicScheme::groupDeploy(std::string_view group) const {
+  return build([&](std::string& o) { groupDeploy(o, group); });
+}
+std::string TopicScheme::groupRollout(std::string_view group, std::string_view node) const {
+  return build([&](std::string& o) { groupRollout(o, group, node); });
+}
+std::string TopicScheme::deviceGroup(std::string_view id) const {
+  return build([&](std::string& o) { deviceGroup(o, id); });
+}
+std::string TopicScheme::deviceCode(std::string_view id) const {
+  return build([&](std::string& o) { deviceCode(o, id); });
+}
+
 std::string TopicScheme::deviceInFilter(std::string_view id) const {
   return deviceIn(id, "+");
 }
@@ -104,33 +149,75 @@ std::string TopicScheme::allDeviceAck() const {
 std::string TopicScheme::allDeviceLog() const {
   return deviceLog("+");
 }
+std::string TopicScheme::allCodeChunks() const {
+  return codeChunk("+");
+}
+std::string TopicScheme::allCodeVersions() const {
+  return codeVersion("+");
+}
+std::string TopicScheme::allDeployments() const {
+  return groupDeploy("+");
+}
+std::string TopicScheme::allRollouts() const {
+  return groupRollout("+", "+");
+}
+std::string TopicScheme::groupRollouts(std::string_view group) const {
+  return groupRollout(group, "+");
+}
+std::string TopicScheme::allDeviceGroups() const {
+  return deviceGroup("+");
+}
+std::string TopicScheme::allDeviceCodeStates() const {
+  return deviceCode("+");
+}
 
 std::optional<TopicScheme::Parsed> TopicScheme::parse(std::string_view topic) const {
   if (topic.size() <= prefix_.size() || topic.substr(0, prefix_.size()) != prefix_ ||
       topic[prefix_.size()] != '/') {
     return std::nullopt;
   }
+  // A trailing '/' leaves an empty last level, which nextLevel() does not report.
+  if (topic.back() == '/') return std::nullopt;
   std::string_view rest = topic.substr(prefix_.size() + 1);
-  std::string_view area, name, leaf, event;
+  std::string_view area, name, leaf, extra;
   if (!nextLevel(rest, area) || !nextLevel(rest, name) || !nextLevel(rest, leaf)) {
     return std::nullopt;
   }
-  if (!isValidDeviceId(name)) return std::nullopt;
-  if (area == "gw") {
-    if (leaf == "state" && rest.empty()) return Parsed{Kind::kNodeState, name, {}};
+  if (area == "dev") {
+    if (!isValidDeviceId(name)) return std::nullopt;
+    if (leaf == "out" || leaf == "in") {
+      if (!nextLevel(rest, extra) || !rest.empty() || !isValidEventName(extra)) {
+        return std::nullopt;
+      }
+      return Parsed{leaf == "out" ? Kind::kDeviceOut : Kind::kDeviceIn, name, extra, {}};
+    }
+    if (!rest.empty()) return std::nullopt;
+    if (leaf == "ack") return Parsed{Kind::kDeviceAck, name, {}, {}};
+    if (leaf == "state") return Parsed{Kind::kDeviceState, name, {}, {}};
+    if (leaf == "log") return Parsed{Kind::kDeviceLog, name, {}, {}};
+    if (leaf == "group") return Parsed{Kind::kDeviceGroup, name, {}, {}};
+    if (leaf == "code") return Parsed{Kind::kDeviceCode, name, {}, {}};
     return std::nullopt;
   }
-  if (area != "dev") return std::nullopt;
-  if (leaf == "out" || leaf == "in") {
-    if (!nextLevel(rest, event) || !rest.empty() || !isValidEventName(event)) return std::nullopt;
-    // A trailing '/' leaves an empty last level, which nextLevel() does not report.
-    if (topic.back() == '/') return std::nullopt;
-    return Parsed{leaf == "out" ? Kind::kDeviceOut : Kind::kDeviceIn, name, event};
+  if (area == "gw") {
+    if (!isValidDeviceId(name) || leaf != "state" || !rest.empty()) return std::nullopt;
+    return Parsed{Kind::kNodeState, name, {}, {}};
   }
-  if (!rest.empty() || topic.back() == '/') return std::nullopt;
-  if (leaf == "ack") return Parsed{Kind::kDeviceAck, name, {}};
-  if (leaf == "state") return Parsed{Kind::kDeviceState, name, {}};
-  if (leaf == "log") return Parsed{Kind::kDeviceLog, name, {}};
+  if (area == "code") {
+    // <prefix>/code/chunk/<sha>, <prefix>/code/ver/<sha>: the sha is the last level.
+    if (!rest.empty() || !isValidCodeId(leaf)) return std::nullopt;
+    if (name == "chunk") return Parsed{Kind::kCodeChunk, leaf, {}, {}};
+    if (name == "ver") return Parsed{Kind::kCodeVersion, leaf, {}, {}};
+    return std::nullopt;
+  }
+  if (area == "grp") {
+    if (!isValidGroupName(name)) return std::nullopt;
+    if (leaf == "deploy" && rest.empty()) return Parsed{Kind::kGroupDeploy, name, {}, {}};
+    if (leaf == "rollout" && nextLevel(rest, extra) && rest.empty() && isValidDeviceId(extra)) {
+      return Parsed{Kind::kGroupRollout, name, {}, extra};
+    }
+    return std::nullopt;
+  }
   return std::nullopt;
 }
 

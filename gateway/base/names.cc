@@ -21,4 +21,16 @@ bool isValidEventName(std::string_view event) {
   return true;
 }
 
+bool isValidGroupName(std::string_view group) {
+  return isValidDeviceId(group);
+}
+
+bool isValidCodeId(std::string_view code) {
+  if (code.size() != kCodeIdHexLength) return false;
+  for (char c : code) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
 }  // namespace impgate

@@ -21,6 +21,18 @@ if "$checker" "$scratch" 2>/dev/null; then
   exit 1
 fi
 rm "$scratch/gateway/daemon/session.cc"
+# The daemon may read the code-push payloads; bus/fleet itself stays off the MQTT client.
+printf '#include "bus/fleet/descriptors.h"\n' >"$scratch/gateway/daemon/catalog.cc"
+mkdir -p "$scratch/bus/fleet"
+printf '#include "bus/topics/topic_scheme.h"\n#include "gateway/base/names.h"\n' \
+  >"$scratch/bus/fleet/ok.cc"
+"$checker" "$scratch"
+printf '#include "bus/mqtt/broker_link.h"\n' >"$scratch/bus/fleet/link.cc"
+if "$checker" "$scratch" 2>/dev/null; then
+  echo "check-layers accepted bus/fleet including the broker link" >&2
+  exit 1
+fi
+rm -r "$scratch/bus" "$scratch/gateway/daemon/catalog.cc"
 mkdir -p "$scratch/tools/testbed"
 printf '#include "gateway/base/log.h"\n' >"$scratch/tools/testbed/broker.cc"
 if "$checker" "$scratch" 2>/dev/null; then

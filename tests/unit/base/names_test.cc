@@ -36,3 +36,27 @@ TEST_CASE("event names: printable ASCII without wildcards or separators") {
   CHECK_FALSE(isValidEventName(std::string("a\0", 2)));
   CHECK_FALSE(isValidEventName("caf\xc3\xa9"));
 }
+
+TEST_CASE("code ids are exactly 64 lower-case hex digits") {
+  using impgate::isValidCodeId;
+  const std::string sha(64, 'a');
+  CHECK(isValidCodeId(sha));
+  CHECK(isValidCodeId("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
+  CHECK_FALSE(isValidCodeId(""));
+  CHECK_FALSE(isValidCodeId(std::string(63, 'a')));
+  CHECK_FALSE(isValidCodeId(std::string(65, 'a')));
+  CHECK_FALSE(isValidCodeId(std::string(64, 'A')));  // one spelling per version
+  CHECK_FALSE(isValidCodeId(std::string(63, 'a') + "g"));
+  CHECK_FALSE(isValidCodeId(std::string(63, 'a') + "+"));
+}
+
+TEST_CASE("group names follow the device-id rules") {
+  using impgate::isValidGroupName;
+  CHECK(isValidGroupName("default"));
+  CHECK(isValidGroupName("kitchen-2.b_c"));
+  CHECK_FALSE(isValidGroupName(""));
+  CHECK_FALSE(isValidGroupName(".x"));
+  CHECK_FALSE(isValidGroupName("a/b"));
+  CHECK_FALSE(isValidGroupName("+"));
+  CHECK_FALSE(isValidGroupName(std::string(65, 'g')));
+}
