@@ -134,6 +134,7 @@ void DeviceSession::driveHandshake() {
   stats.handshakesOk.inc();
   if (transport_->resumed()) stats.handshakesResumed.inc();
   deviceId_ = transport_->peerIdentity();
+  certGroup_ = transport_->peerGroup();
   if (!isValidDeviceId(deviceId_)) {
     // The certificate is from our CA but names no usable device: refuse it.
     state_ = State::kAwaitHello;
@@ -235,6 +236,9 @@ bool DeviceSession::handleFrame(uint8_t type, std::span<const uint8_t> body) {
                                     startPublish(0, false));
         } else if constexpr (std::is_same_v<T, protocol::Bye>) {
           end("bye", false, ByeReason::kNormal);
+        } else if constexpr (std::is_same_v<T, protocol::CodeGet> ||
+                             std::is_same_v<T, protocol::CodeResult>) {
+          handleCode(f);
         } else {
           fail(ErrorReason::kProtocolError, ByeReason::kProtocolError,
                "frame type not valid from a device");
@@ -260,6 +264,7 @@ void DeviceSession::handleHello(const protocol::Hello& hello) {
     return;
   }
   codeId_.assign(hello.codeId);
+  codePush_ = (hello.capabilities & protocol::kCapCodePush) != 0;
   reader_.setMaxFrame(gateway_.config().maxFrame ? gateway_.config().maxFrame
                                                  : protocol::kDefaultMaxFrame);
   epochMs_ = gateway_.nextEpochMs();
@@ -270,6 +275,30 @@ void DeviceSession::handleHello(const protocol::Hello& hello) {
       protocol::kVersion, (static_cast<uint64_t>(connectionId_) << 32) ^ epochMs_,
       static_cast<uint16_t>(gateway_.config().keepalive.count()), epochMs_, gateway_.config().node};
   sendFrame(welcome);
+  gateway_.onSessionOpen(*this);
+}
+
+bool DeviceSession::sendCodeOffer(const protocol::CodeOffer& offer) {
+  if (state_ != State::kOnline) return false;
+  sendFrame(offer);
+  return state_ == State::kOnline;
+}
+
+template <typename CodeFrame>
+void DeviceSession::handleCode(const CodeFrame& f) {
+  if (!codePush_) {
+    // Not negotiated: to this session the frame type is as unknown as before code push.
+    fail(errorFor(protocol::DecodeError::kUnknownType),
+         protocol::byeReasonFor(protocol::DecodeError::kUnknownType),
+         protocol::decodeErrorName(protocol::DecodeError::kUnknownType));
+    return;
+  }
+  if constexpr (std::is_same_v<CodeFrame, protocol::CodeGet>) {
+    std::span<const uint8_t> data = gateway_.codePush().serve(deviceId_, f);
+    sendFrame(protocol::CodeData{f.code, f.offset, data});
+  } else {
+    gateway_.codePush().onResult(deviceId_, f);
+  }
 }
 
 void DeviceSession::handleMsg(const protocol::Msg& msg) {

@@ -64,6 +64,13 @@ class DeviceSession final : public net::IoHandler {
   const std::string& deviceId() const { return deviceId_; }
   uint64_t epochMs() const { return epochMs_; }
   const std::string& codeId() const { return codeId_; }
+  void setCodeId(std::string_view code) { codeId_.assign(code); }
+  // The group the device's certificate names (empty: none).
+  const std::string& certGroup() const { return certGroup_; }
+  // The device's HELLO set the code-push capability.
+  bool takesCodePush() const { return codePush_; }
+  // Sends CODE_OFFER; false when the session is not open.
+  bool sendCodeOffer(const protocol::CodeOffer& offer);
 
  private:
   // An agent message sent to the device, waiting for its ACK.
@@ -102,6 +109,9 @@ class DeviceSession final : public net::IoHandler {
   void handleHello(const protocol::Hello& hello);
   void handleMsg(const protocol::Msg& msg);
   void handleAck(const protocol::Ack& ack);
+  // CODE_GET and CODE_RESULT; only after a HELLO with the code-push capability.
+  template <typename CodeFrame>
+  void handleCode(const CodeFrame& frame);
   // Encodes `frame` into the gateway's scratch buffer and writes or queues it.
   template <typename FrameT>
   void sendFrame(const FrameT& frame);
@@ -121,6 +131,7 @@ class DeviceSession final : public net::IoHandler {
   std::unique_ptr<net::Transport> transport_;
   std::string deviceId_;
   std::string codeId_;
+  std::string certGroup_;
   protocol::FrameReader reader_;
   // Bytes the transport has not taken yet start at output_[outputSent_]; the sent prefix is
   // dropped only once it is large, so a long backlog drains in O(bytes). Empty when idle.
@@ -149,6 +160,7 @@ class DeviceSession final : public net::IoHandler {
   bool readWantsWrite_ = false;
   bool writeWantsRead_ = false;
   bool flushScheduled_ = false;  // output_ goes out at the end of this pass
+  bool codePush_ = false;        // HELLO set kCapCodePush
 };
 
 }  // namespace impgate::gateway

@@ -40,6 +40,9 @@ Gateway::Gateway(net::EventLoop& loop, const GatewayConfig& config, const net::T
       flaps_(FlapPolicy{static_cast<uint32_t>(config.flapWindow.count()), config.flapMaxSessions,
                         static_cast<uint32_t>(config.flapBan.count())}),
       budget_(config.memoryLimit),
+      codePush_(
+          CodePush::Options{config.node, config.codeVerifyKey, config.codeCache, config.prefix},
+          *this),
       readBuffer_(kReadBufferSize) {
   stats_.memoryLimit.set(static_cast<int64_t>(config.memoryLimit));
 }
@@ -70,6 +73,7 @@ uint64_t Gateway::nextEpochMs() {
 }
 
 Status Gateway::start() {
+  codePush_.start(*bus_);
   auto endpoint = net::parseEndpoint(config_.listen);
   if (!endpoint) return Error{ErrorCode::kListen, endpoint.error().message};
   auto listening = net::listenOn(*endpoint, config_.reusePort, 4096);
@@ -224,6 +228,36 @@ void Gateway::onDeviceOnline(DeviceSession& session) {
             {{"device", session.deviceId()}, {"conn", session.connectionId()}});
 }
 
+void Gateway::onSessionOpen(DeviceSession& session) {
+  codePush_.onDeviceOnline(session.deviceId(), session.certGroup(), session.codeId(),
+                           session.takesCodePush());
+}
+
+bool Gateway::sendCodeOffer(std::string_view device, const protocol::CodeOffer& offer) {
+  auto it = devices_.find(std::string(device));
+  if (it == devices_.end()) return false;
+  return it->second->sendCodeOffer(offer);
+}
+
+void Gateway::codeInstalled(std::string_view device, std::string_view code) {
+  auto it = devices_.find(std::string(device));
+  if (it == devices_.end()) return;
+  DeviceSession& session = *it->second;
+  session.setCodeId(code);
+  bus_->publishPresence(
+      session.deviceId(),
+      bus::Presence{
+          true, config_.node, session.codeId(), session.epochMs(), session.epochMs(), {}});
+}
+
+void Gateway::onFleetMessage(std::string_view topic, std::span<const uint8_t> payload) {
+  codePush_.onFleetMessage(topic, payload);
+}
+
+void Gateway::onFleetSynced() {
+  codePush_.onFleetSynced();
+}
+
 void Gateway::onSessionClosed(DeviceSession& session, bool wasOnline, std::string_view why) {
   stats_.connectionsOpen.sub();
   if (wasOnline) {
@@ -231,6 +265,7 @@ void Gateway::onSessionClosed(DeviceSession& session, bool wasOnline, std::strin
     auto it = devices_.find(session.deviceId());
     if (it != devices_.end() && it->second == &session) {
       devices_.erase(it);
+      codePush_.onDeviceOffline(session.deviceId());
       recentlyGone_[session.deviceId()] = nowSeconds();
       bus_->unsubscribeDevice(session.deviceId());
       bus_->publishPresence(
@@ -342,6 +377,7 @@ void Gateway::sweep() {
   forEachSession([now](DeviceSession& s) { s.sweep(now); });
   stats_.reactorQueue.set(static_cast<int64_t>(loop_.postedPending()));
   flaps_.prune(now);
+  codePush_.sweep(wallMs());
   std::erase_if(recentlyGone_,
                 [now](const auto& entry) { return now - entry.second >= kGoneReceiptSeconds; });
   if (shedding_ && budget_.relieved()) stopShedding();

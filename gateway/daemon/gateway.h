@@ -15,6 +15,7 @@
 #include "bus/device_bus/device_bus.h"
 #include "gateway/base/net/event_loop.h"
 #include "gateway/base/net/tls_context.h"
+#include "gateway/daemon/code_push.h"
 #include "gateway/daemon/device_session.h"
 #include "gateway/daemon/flap_detector.h"
 #include "gateway/daemon/gateway_config.h"
@@ -24,7 +25,7 @@
 
 namespace impgate::gateway {
 
-class Gateway final : public net::IoHandler, public bus::DeviceBusListener {
+class Gateway final : public net::IoHandler, public bus::DeviceBusListener, CodePush::Host {
  public:
   Gateway(net::EventLoop& loop, const GatewayConfig& config, const net::TlsContext& tls,
           GatewayStats& stats);
@@ -46,6 +47,13 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener {
   void onPublished(uint64_t token, bool ok) override;
   void onAgentMessage(const bus::AgentMessage& message) override;
   void onBusConnection(bool connected) override;
+  void onFleetMessage(std::string_view topic, std::span<const uint8_t> payload) override;
+  void onFleetSynced() override;
+
+  // CodePush::Host
+  bool sendCodeOffer(std::string_view device, const protocol::CodeOffer& offer) override;
+  void codeInstalled(std::string_view device, std::string_view code) override;
+  CodePush& codePush() { return codePush_; }
 
   // For sessions.
   net::EventLoop& loop() { return loop_; }
@@ -61,6 +69,8 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener {
   uint64_t nextEpochMs();
   // A session finished HELLO: it becomes the device's session, replacing an older one.
   void onDeviceOnline(DeviceSession& session);
+  // The device's session is open (WELCOME sent): it may be offered code.
+  void onSessionOpen(DeviceSession& session);
   // A session closed: release it after this reactor pass.
   void onSessionClosed(DeviceSession& session, bool wasOnline, std::string_view why);
   // A device is about to open a session: 0 to go ahead, or the seconds it stays refused
@@ -115,6 +125,7 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener {
   std::vector<ConnectionId> closedInWalk_;  // released when the walk ends
   FlapDetector flaps_;
   MemoryBudget budget_;
+  CodePush codePush_;
   // Devices whose session here ended lately, with when (gateway seconds): an agent message
   // still on its way to this node gets a "failed" receipt instead of silence.
   std::unordered_map<std::string, uint32_t> recentlyGone_;

@@ -103,6 +103,8 @@ Status applySetting(const std::string& rawKey, const std::string& v, GatewayConf
       {"tls-key", text(c.tlsKey)},
       {"tls-client-ca", text(c.tlsClientCa)},
       {"allow-tls12", [&] { return parseBool(key, v, c.allowTls12); }},
+      {"code-verify-key", text(c.codeVerifyKey)},
+      {"code-cache", text(c.codeCache)},
       {"keepalive", [&] { return parseSeconds(key, v, c.keepalive); }},
       {"handshake-timeout", [&] { return parseSeconds(key, v, c.handshakeTimeout); }},
       {"max-frame", [&] { return parseNumber(key, v, c.maxFrame); }},

@@ -47,6 +47,12 @@ struct GatewayConfig {
   std::string tlsClientCa;
   bool allowTls12 = false;
 
+  // Code push: the fleet's code-signing public key (default: home/ca/code-signing.pub; without
+  // it the node pushes no code) and the node's own cache of deployments and code (default:
+  // home/gateway/code-cache).
+  std::string codeVerifyKey;
+  std::string codeCache;
+
   // Limits
   std::chrono::seconds keepalive{60};         // the idle side pings after this much silence
   std::chrono::seconds handshakeTimeout{10};  // TLS handshake + HELLO must finish within it

@@ -111,6 +111,11 @@ int main(int argc, char** argv) {
       {"tls-key", "Gateway key (default: home/gateway/gateway.key)"},
       {"tls-client-ca", "CA that issues device certificates (default: home/ca/ca.crt)"},
       {"allow-tls12", "Accept TLS 1.2 as well as 1.3 (true/false)"},
+      {"code-verify-key",
+       "Fleet code-signing public key; code push is off without it (default: "
+       "home/ca/code-signing.pub)"},
+      {"code-cache",
+       "This node's cache of deployments and code (default: home/gateway/code-cache)"},
       {"keepalive", "Seconds of silence before a PING; silence of 1.5x drops the device"},
       {"handshake-timeout", "Seconds allowed for TLS handshake and HELLO"},
       {"max-frame", "Largest frame accepted, in bytes"},
@@ -166,6 +171,9 @@ int main(int argc, char** argv) {
   tlsOptions.clientCaFile =
       config.tlsClientCa.empty() ? home.caCert().string() : config.tlsClientCa;
   tlsOptions.allowTls12 = config.allowTls12;
+  if (config.codeVerifyKey.empty()) config.codeVerifyKey = home.codeVerifyKey().string();
+  if (config.codeCache.empty())
+    config.codeCache = (home.root() / "gateway" / "code-cache").string();
   auto tls = net::TlsContext::server(tlsOptions);
   if (!tls) {
     printError(tls.error().message +

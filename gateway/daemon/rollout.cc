@@ -4,27 +4,6 @@
 #include <limits>
 
 namespace impgate::gateway {
-namespace {
-
-constexpr std::string_view kStateNames[] = {"current",   "offered",  "transferring",
-                                            "installed", "deferred", "failed"};
-
-}  // namespace
-
-std::string_view pushStateName(PushState state) {
-  return kStateNames[static_cast<std::size_t>(state)];
-}
-
-bool parsePushState(std::string_view name, PushState& out) {
-  for (std::size_t i = 0; i < std::size(kStateNames); ++i) {
-    if (kStateNames[i] == name) {
-      out = static_cast<PushState>(i);
-      return true;
-    }
-  }
-  return false;
-}
-
 Rollout::Rollout(uint32_t deployment, RolloutPolicy policy)
     : deployment_(deployment), policy_(std::move(policy)) {
   if (policy_.stages.empty()) policy_.stages = {100};
@@ -46,28 +25,28 @@ void Rollout::updatePolicy(const RolloutPolicy& policy) {
 void Rollout::count(const Entry& e, int delta) {
   auto add = [delta](uint32_t& n) { n = static_cast<uint32_t>(static_cast<int64_t>(n) + delta); };
   switch (e.state) {
-    case PushState::kCurrent:
+    case CodeState::kCurrent:
       add(counts_.current);
       break;
-    case PushState::kOffered:
+    case CodeState::kOffered:
       add(counts_.offered);
       break;
-    case PushState::kTransferring:
+    case CodeState::kTransferring:
       add(counts_.transferring);
       break;
-    case PushState::kInstalled:
+    case CodeState::kInstalled:
       add(counts_.installed);
       break;
-    case PushState::kDeferred:
+    case CodeState::kDeferred:
       add(counts_.deferred);
       break;
-    case PushState::kFailed:
+    case CodeState::kFailed:
       add(failedNow(e) ? counts_.failed : counts_.failedBefore);
       break;
   }
 }
 
-void Rollout::record(std::string_view device, PushState state, uint32_t resume) {
+void Rollout::record(std::string_view device, CodeState state, uint32_t resume) {
   // A failure is weighed against the stage it happened in, even if it is the one that
   // finishes that stage.
   const std::size_t stage = currentStage();
@@ -83,7 +62,7 @@ void Rollout::record(std::string_view device, PushState state, uint32_t resume) 
   checkHalt(stage);
 }
 
-const PushState* Rollout::stateOf(std::string_view device) const {
+const CodeState* Rollout::stateOf(std::string_view device) const {
   auto it = devices_.find(std::string(device));
   return it == devices_.end() ? nullptr : &it->second.state;
 }
@@ -92,14 +71,14 @@ bool Rollout::eligible(std::string_view device) const {
   auto it = devices_.find(std::string(device));
   if (it == devices_.end()) return true;
   switch (it->second.state) {
-    case PushState::kCurrent:
-    case PushState::kInstalled:
+    case CodeState::kCurrent:
+    case CodeState::kInstalled:
       return false;
-    case PushState::kFailed:
+    case CodeState::kFailed:
       return !failedNow(it->second);
-    case PushState::kOffered:
-    case PushState::kTransferring:
-    case PushState::kDeferred:
+    case CodeState::kOffered:
+    case CodeState::kTransferring:
+    case CodeState::kDeferred:
       return true;
   }
   return false;

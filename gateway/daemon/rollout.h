@@ -16,19 +16,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bus/fleet/descriptors.h"
+
 namespace impgate::gateway {
 
-// Where one device stands in a deployment. The names are the wire names (stateName()).
-enum class PushState : uint8_t {
-  kCurrent,       // already ran the target when its node saw it
-  kOffered,       // CODE_OFFER sent
-  kTransferring,  // the device has fetched part of it
-  kInstalled,     // the device installed it and runs it
-  kDeferred,      // the device chose to update later (a normal, not a mandatory, update)
-  kFailed,        // the device reported a failure (bad signature, corrupt chunk, ...)
-};
-std::string_view pushStateName(PushState state);
-bool parsePushState(std::string_view name, PushState& out);
+// Where one device stands in a deployment (current, offered, transferring, installed, deferred,
+// failed): the states of the bus contract.
+using bus::fleet::CodeState;
 
 struct RolloutPolicy {
   std::vector<int> stages{100};  // percentages of the group, increasing, the last one 100
@@ -51,9 +45,9 @@ class Rollout {
 
   // A device's state in this deployment, from the bus or from this node. `resume` is the
   // policy's resume count the state was reached under.
-  void record(std::string_view device, PushState state, uint32_t resume);
+  void record(std::string_view device, CodeState state, uint32_t resume);
   // The device's last recorded state, if any.
-  const PushState* stateOf(std::string_view device) const;
+  const CodeState* stateOf(std::string_view device) const;
   // The device may be offered the code: it has no state yet, or it deferred, or it failed
   // before the last resume, or its offer is still open (offered, transferring: offered again
   // after a reconnect). Not when it installed, is current, or failed since the last resume.
@@ -80,12 +74,12 @@ class Rollout {
 
  private:
   struct Entry {
-    PushState state;
+    CodeState state;
     uint32_t resume;
   };
   void count(const Entry& e, int delta);
   bool failedNow(const Entry& e) const {
-    return e.state == PushState::kFailed && e.resume >= policy_.resume;
+    return e.state == CodeState::kFailed && e.resume >= policy_.resume;
   }
   void checkHalt(std::size_t stage);
 

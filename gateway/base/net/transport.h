@@ -47,6 +47,8 @@ class Transport {
   // The authenticated peer identity after the handshake (device id from the certificate),
   // empty when there is none.
   virtual std::string peerIdentity() const = 0;
+  // The device group the peer's certificate names (its one OU), empty when none.
+  virtual std::string peerGroup() const { return {}; }
   // True when the handshake resumed an earlier session.
   virtual bool resumed() const = 0;
   // Human-readable reason of the last kError, for logs.

@@ -4,9 +4,7 @@
 #include <limits>
 #include <string>
 
-using impgate::gateway::parsePushState;
-using impgate::gateway::PushState;
-using impgate::gateway::pushStateName;
+using impgate::bus::fleet::CodeState;
 using impgate::gateway::Rollout;
 using impgate::gateway::RolloutPolicy;
 
@@ -28,25 +26,13 @@ std::string dev(int i) {
 int startWhileAllowed(Rollout& r, int from, int to) {
   int started = 0;
   for (int i = from; i < to && r.mayStart(); ++i) {
-    r.record(dev(i), PushState::kOffered, r.policy().resume);
+    r.record(dev(i), CodeState::kOffered, r.policy().resume);
     ++started;
   }
   return started;
 }
 
 }  // namespace
-
-TEST_CASE("push state names round-trip and unknown names are refused", "[rollout]") {
-  for (auto s : {PushState::kCurrent, PushState::kOffered, PushState::kTransferring,
-                 PushState::kInstalled, PushState::kDeferred, PushState::kFailed}) {
-    PushState back{};
-    REQUIRE(parsePushState(pushStateName(s), back));
-    CHECK(back == s);
-  }
-  PushState out{};
-  CHECK_FALSE(parsePushState("done", out));
-  CHECK_FALSE(parsePushState("", out));
-}
 
 TEST_CASE("a stage holds starts at its share of the group until it has finished", "[rollout]") {
   Rollout r(1, staged({10, 100}, 200));
@@ -55,10 +41,10 @@ TEST_CASE("a stage holds starts at its share of the group until it has finished"
   CHECK(startWhileAllowed(r, 0, 200) == 20);
   CHECK(r.currentStage() == 0);
   // 19 of 20 finished: the stage is still open, nothing more starts.
-  for (int i = 0; i < 19; ++i) r.record(dev(i), PushState::kInstalled, 0);
+  for (int i = 0; i < 19; ++i) r.record(dev(i), CodeState::kInstalled, 0);
   CHECK(r.currentStage() == 0);
   CHECK_FALSE(r.mayStart());
-  r.record(dev(19), PushState::kInstalled, 0);
+  r.record(dev(19), CodeState::kInstalled, 0);
   CHECK(r.currentStage() == 1);
   CHECK(startWhileAllowed(r, 20, 200) == 180);
   CHECK(r.started() == 200);
@@ -66,7 +52,7 @@ TEST_CASE("a stage holds starts at its share of the group until it has finished"
 
 TEST_CASE("devices already on the target count toward their stage", "[rollout]") {
   Rollout r(3, staged({50, 100}, 10));
-  for (int i = 0; i < 5; ++i) r.record(dev(i), PushState::kCurrent, 0);
+  for (int i = 0; i < 5; ++i) r.record(dev(i), CodeState::kCurrent, 0);
   CHECK(r.currentStage() == 1);
   CHECK_FALSE(r.eligible(dev(0)));
   CHECK(r.eligible(dev(7)));
@@ -75,14 +61,14 @@ TEST_CASE("devices already on the target count toward their stage", "[rollout]")
 TEST_CASE("failures past the threshold of the stage halt the rollout until a resume", "[rollout]") {
   Rollout r(2, staged({10, 100}, 200, 5.0));  // stage 0: 20 devices, halt above 1 failure
   startWhileAllowed(r, 0, 20);
-  r.record(dev(0), PushState::kFailed, 0);
+  r.record(dev(0), CodeState::kFailed, 0);
   CHECK_FALSE(r.halted());  // 1 of 20 is 5 %: not above
-  for (int i = 1; i < 10; ++i) r.record(dev(i), PushState::kInstalled, 0);
-  r.record(dev(10), PushState::kFailed, 0);
+  for (int i = 1; i < 10; ++i) r.record(dev(i), CodeState::kInstalled, 0);
+  r.record(dev(10), CodeState::kFailed, 0);
   CHECK(r.halted());
   CHECK_FALSE(r.mayStart());
   // Finishing the stage does not lift the halt.
-  for (int i = 11; i < 20; ++i) r.record(dev(i), PushState::kInstalled, 0);
+  for (int i = 11; i < 20; ++i) r.record(dev(i), CodeState::kInstalled, 0);
   CHECK(r.halted());
   CHECK_FALSE(r.eligible(dev(0)));
 
@@ -95,7 +81,7 @@ TEST_CASE("failures past the threshold of the stage halt the rollout until a res
   CHECK(r.eligible(dev(0)));  // failed before the resume: offered again
   CHECK(r.mayStart());
   // A failure after the resume counts again.
-  r.record(dev(0), PushState::kFailed, 1);
+  r.record(dev(0), CodeState::kFailed, 1);
   CHECK(r.counts().failed == 1);
   CHECK_FALSE(r.eligible(dev(0)));
 }
@@ -103,16 +89,16 @@ TEST_CASE("failures past the threshold of the stage halt the rollout until a res
 TEST_CASE("the failure that finishes a stage is weighed against that stage", "[rollout]") {
   Rollout r(2, staged({10, 100}, 200, 5.0));
   startWhileAllowed(r, 0, 20);
-  for (int i = 0; i < 18; ++i) r.record(dev(i), PushState::kInstalled, 0);
-  r.record(dev(18), PushState::kFailed, 0);
+  for (int i = 0; i < 18; ++i) r.record(dev(i), CodeState::kInstalled, 0);
+  r.record(dev(18), CodeState::kFailed, 0);
   CHECK_FALSE(r.halted());
-  r.record(dev(19), PushState::kFailed, 0);  // the 20th finished: 2 of 20 failed
+  r.record(dev(19), CodeState::kFailed, 0);  // the 20th finished: 2 of 20 failed
   CHECK(r.halted());
 }
 
 TEST_CASE("a paused rollout starts nothing; open offers stay eligible", "[rollout]") {
   Rollout r(1, staged({100}, 4));
-  r.record(dev(0), PushState::kTransferring, 0);
+  r.record(dev(0), CodeState::kTransferring, 0);
   RolloutPolicy p = r.policy();
   p.paused = true;
   r.updatePolicy(p);
@@ -126,15 +112,15 @@ TEST_CASE("a paused rollout starts nothing; open offers stay eligible", "[rollou
 
 TEST_CASE("a state recorded again replaces the device's previous one in the counts", "[rollout]") {
   Rollout r(1, staged({100}, 3));
-  r.record(dev(0), PushState::kOffered, 0);
-  r.record(dev(0), PushState::kTransferring, 0);
-  r.record(dev(0), PushState::kInstalled, 0);
-  r.record(dev(0), PushState::kInstalled, 0);
+  r.record(dev(0), CodeState::kOffered, 0);
+  r.record(dev(0), CodeState::kTransferring, 0);
+  r.record(dev(0), CodeState::kInstalled, 0);
+  r.record(dev(0), CodeState::kInstalled, 0);
   CHECK(r.counts().installed == 1);
   CHECK(r.counts().offered == 0);
   CHECK(r.counts().transferring == 0);
   CHECK(r.started() == 1);
-  r.record(dev(1), PushState::kDeferred, 0);
+  r.record(dev(1), CodeState::kDeferred, 0);
   CHECK(r.eligible(dev(1)));
   CHECK(r.finished() == 2);
 }
