@@ -1,5 +1,6 @@
-// `impctl ca init`: creates the fleet CA, the gateway's server credential and the device
-// database in the home.
+// `impctl ca init`: creates the fleet CA, the gateway's server credential, the fleet's
+// code-signing key pair and the device database in the home. On a home that has a CA but no
+// code-signing key (made before code push), it creates just the signing key.
 #pragma once
 
 #include <string>

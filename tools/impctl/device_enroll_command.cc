@@ -35,7 +35,9 @@ struct Enroller {
              "); use --reissue to replace its key and certificate";
     }
     pki::Result<pki::IssuedDevice> result =
-        ca.issueDevice(id, pki::IssueOptions{pki::kDeviceValidityDays, args.reissue});
+        ca.issueDevice(id, pki::IssueOptions{.validityDays = pki::kDeviceValidityDays,
+                                             .replace = args.reissue,
+                                             .group = args.group});
     if (!result) {
       if (result.error().code == pki::ErrorCode::kAlreadyExists) {
         return result.error().message +
@@ -95,6 +97,13 @@ int runDeviceEnroll(const CommandContext& ctx, const DeviceEnrollArgs& args) {
             << "  certificate: " << issued.certPath.string() << "\n"
             << "  trust:       " << ctx.home.caCert().string()
             << " (the device verifies the gateway with this)\n";
+    if (issued.codeVerifyKeyPath.empty()) {
+      ctx.out << "  code key:    none (this home has no code-signing key; run `impctl ca init` "
+                 "and re-issue to push code to this device)\n";
+    } else {
+      ctx.out << "  code key:    " << issued.codeVerifyKeyPath.string()
+              << " (the device accepts code signed with this key's private half)\n";
+    }
     return kExitOk;
   }
 

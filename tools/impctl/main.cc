@@ -27,12 +27,16 @@ int run(int argc, char** argv) {
   ca->require_subcommand(1);
   CaInitArgs caInit;
   CLI::App* caInitCmd =
-      ca->add_subcommand("init", "create the fleet CA and the gateway's server certificate");
+      ca->add_subcommand("init",
+                         "create the fleet CA, the gateway's server certificate and the fleet "
+                         "code-signing key (only the signing key, on a home that has a CA "
+                         "but none)");
   caInitCmd->add_option("--server-name", caInit.serverNames,
                         "a DNS name or IP address devices use to reach the gateway (repeatable; "
                         "localhost, 127.0.0.1 and ::1 are always included)");
   caInitCmd->add_flag("--force", caInit.force,
-                      "replace an existing CA (every issued certificate stops working)");
+                      "replace an existing CA and code-signing key (every issued certificate "
+                      "and every code signature stops working)");
 
   CLI::App* device = app.add_subcommand("device", "device credentials and the registry");
   device->require_subcommand(1);

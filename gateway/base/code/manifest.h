@@ -33,7 +33,11 @@ struct Manifest {
   friend bool operator==(const Manifest&, const Manifest&) = default;
 };
 
-// Chunks `code` with chunkBoundaries() and hashes each chunk. The caller keeps `code` under
+// Chunks `code` with chunkBoundaries() and hashes each chunk. Note that the chunk bounds
+// alone do not keep a 4 MiB code within protocol::kMaxCodeChunks (4096): content that cuts
+// near the 512-byte minimum everywhere gives up to 8192 chunks (typical content averages
+// ~2 KiB, ~2000 chunks for 4 MiB). Whoever accepts code for push (impctl code deploy) refuses
+// a manifest with more than 4096 chunks. The caller keeps `code` under
 // 4 GiB (code push allows 4 MiB); asserted.
 Manifest buildManifest(std::span<const uint8_t> code);
 

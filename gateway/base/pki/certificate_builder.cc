@@ -209,6 +209,14 @@ Result<X509Ptr> buildCertificate(const CertificateSpec& spec, EVP_PKEY* subjectK
     return s.error();
   }
   X509_NAME* subject = X509_get_subject_name(cert.get());
+  if (!spec.organizationalUnit.empty() &&
+      (spec.organizationalUnit.size() > INT_MAX ||
+       !X509_NAME_add_entry_by_NID(
+           subject, NID_organizationalUnitName, MBSTRING_UTF8,
+           reinterpret_cast<const unsigned char*>(spec.organizationalUnit.data()),
+           static_cast<int>(spec.organizationalUnit.size()), -1, 0))) {
+    return opensslError("cannot set organizational unit '" + spec.organizationalUnit + "'");
+  }
   if (!X509_NAME_add_entry_by_NID(subject, NID_commonName, MBSTRING_UTF8,
                                   reinterpret_cast<const unsigned char*>(spec.commonName.data()),
                                   static_cast<int>(spec.commonName.size()), -1, 0)) {

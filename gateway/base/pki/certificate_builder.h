@@ -21,6 +21,8 @@ enum class CertificateRole {
 struct CertificateSpec {
   CertificateRole role = CertificateRole::kDeviceClient;
   std::string commonName;
+  // Added to the subject (before the CN) when not empty: a device's group.
+  std::string organizationalUnit;
   // kGatewayServer only: extra DNS names or IP literals. localhost, 127.0.0.1 and ::1 are
   // always included.
   std::vector<std::string> serverNames;

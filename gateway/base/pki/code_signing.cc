@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <system_error>
 
 #include "gateway/base/pki/openssl_error.h"
 #include "gateway/base/pki/pem_files.h"
@@ -145,6 +146,29 @@ Ed25519Signature signCode(EVP_PKEY* key, const std::array<uint8_t, 32>& sha, uin
 
 Ed25519Signature signDescriptor(EVP_PKEY* key, std::string_view body) {
   return sign(key, descriptorMessage(body));
+}
+
+Status createCodeSigningKey(const Home& home, Replace replace) {
+  Result<PkeyPtr> key = generateSigningKey();
+  if (!key) {
+    return key.error();
+  }
+  if (Status s = writeSigningKey(home.codeSigningKey(), key->get(), replace); !s) {
+    return s;
+  }
+  return writeVerifyKey(home.codeVerifyKey(), key->get(), Replace::kYes);
+}
+
+Status ensureCodeVerifyKey(const Home& home) {
+  std::error_code ec;
+  if (std::filesystem::exists(home.codeVerifyKey(), ec)) {
+    return {};
+  }
+  Result<PkeyPtr> key = readSigningKey(home.codeSigningKey());
+  if (!key) {
+    return key.error();
+  }
+  return writeVerifyKey(home.codeVerifyKey(), key->get(), Replace::kNo);
 }
 
 bool verifyCode(EVP_PKEY* publicKey, const std::array<uint8_t, 32>& sha, uint32_t size,

@@ -16,6 +16,7 @@
 #include <span>
 #include <string_view>
 
+#include "gateway/base/home.h"
 #include "gateway/base/pki/credential_files.h"
 #include "gateway/base/pki/openssl_ptr.h"
 #include "gateway/base/pki/result.h"
@@ -53,6 +54,15 @@ bool verifyCode(EVP_PKEY* publicKey, const std::array<uint8_t, 32>& sha, uint32_
                 std::span<const uint8_t> signature);
 bool verifyDescriptor(EVP_PKEY* publicKey, std::string_view body,
                       std::span<const uint8_t> signature);
+
+// Creates the fleet's code-signing key pair in `home`: home.codeSigningKey() (0600), then
+// home.codeVerifyKey(). The ca/ directory must exist. With Replace::kNo an existing private
+// key is ErrorCode::kAlreadyExists and nothing is written.
+Status createCodeSigningKey(const Home& home, Replace replace);
+
+// Writes home.codeVerifyKey() from home.codeSigningKey() when the public file is missing
+// (e.g. a home whose .pub was deleted); does nothing when it exists.
+Status ensureCodeVerifyKey(const Home& home);
 
 // True for an Ed25519 key.
 bool isEd25519(const EVP_PKEY* key);

@@ -6,19 +6,23 @@
 
 namespace impgate::pki {
 
-std::optional<std::string> deviceIdFromCertificate(const X509* cert) {
+namespace {
+
+// The text of the subject's only entry of `nid`, if it is the only one, is a UTF8String,
+// PrintableString or IA5String, and passes isValidDeviceId().
+std::optional<std::string> singleNameEntry(const X509* cert, int nid) {
   if (!cert) {
     return std::nullopt;
   }
   const X509_NAME* subject = X509_get_subject_name(cert);
-  int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
-  if (index < 0 || X509_NAME_get_index_by_NID(subject, NID_commonName, index) >= 0) {
+  int index = X509_NAME_get_index_by_NID(subject, nid, -1);
+  if (index < 0 || X509_NAME_get_index_by_NID(subject, nid, index) >= 0) {
     return std::nullopt;
   }
-  const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index));
-  // In these three types a valid id's bytes are its ASCII characters; other string types
+  const ASN1_STRING* value = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index));
+  // In these three types a valid name's bytes are its ASCII characters; other string types
   // (BMPString, UniversalString) use wide encodings and are refused rather than converted.
-  switch (ASN1_STRING_type(cn)) {
+  switch (ASN1_STRING_type(value)) {
     case V_ASN1_UTF8STRING:
     case V_ASN1_PRINTABLESTRING:
     case V_ASN1_IA5STRING:
@@ -26,12 +30,22 @@ std::optional<std::string> deviceIdFromCertificate(const X509* cert) {
     default:
       return std::nullopt;
   }
-  std::string_view id(reinterpret_cast<const char*>(ASN1_STRING_get0_data(cn)),
-                      static_cast<std::size_t>(ASN1_STRING_length(cn)));
-  if (!isValidDeviceId(id)) {
+  std::string_view text(reinterpret_cast<const char*>(ASN1_STRING_get0_data(value)),
+                        static_cast<std::size_t>(ASN1_STRING_length(value)));
+  if (!isValidDeviceId(text)) {
     return std::nullopt;
   }
-  return std::string(id);
+  return std::string(text);
+}
+
+}  // namespace
+
+std::optional<std::string> deviceIdFromCertificate(const X509* cert) {
+  return singleNameEntry(cert, NID_commonName);
+}
+
+std::optional<std::string> deviceGroupFromCertificate(const X509* cert) {
+  return singleNameEntry(cert, NID_organizationalUnitName);
 }
 
 }  // namespace impgate::pki

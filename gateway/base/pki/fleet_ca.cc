@@ -7,6 +7,7 @@
 #include "gateway/base/names.h"
 #include "gateway/base/pki/certificate_builder.h"
 #include "gateway/base/pki/certificate_info.h"
+#include "gateway/base/pki/code_signing.h"
 #include "gateway/base/pki/credential_files.h"
 #include "gateway/base/pki/key_pair.h"
 #include "gateway/base/pki/openssl_error.h"
@@ -71,11 +72,8 @@ Result<FleetCa> FleetCa::init(const Home& home, const InitOptions& options) {
     return caKey.error();
   }
   const auto now = Clock::now();
-  CertificateSpec caSpec{CertificateRole::kFleetCa,
-                         "impgate fleet CA " + *suffix,
-                         {},
-                         now - kBackdate,
-                         now + days(kCaValidityDays)};
+  CertificateSpec caSpec{CertificateRole::kFleetCa, "impgate fleet CA " + *suffix, {}, {},
+                         now - kBackdate,           now + days(kCaValidityDays)};
   Result<X509Ptr> caCert = buildCertificate(caSpec, caKey->get(), Issuer{nullptr, caKey->get()});
   if (!caCert) {
     return caCert.error();
@@ -84,8 +82,9 @@ Result<FleetCa> FleetCa::init(const Home& home, const InitOptions& options) {
   if (!gwKey) {
     return gwKey.error();
   }
-  CertificateSpec gwSpec{CertificateRole::kGatewayServer, "impgate gateway", options.serverNames,
-                         now - kBackdate, now + days(kGatewayValidityDays)};
+  CertificateSpec gwSpec{
+      CertificateRole::kGatewayServer, "impgate gateway", {}, options.serverNames, now - kBackdate,
+      now + days(kGatewayValidityDays)};
   Result<X509Ptr> gwCert =
       buildCertificate(gwSpec, gwKey->get(), Issuer{caCert->get(), caKey->get()});
   if (!gwCert) {
@@ -110,6 +109,13 @@ Result<FleetCa> FleetCa::init(const Home& home, const InitOptions& options) {
     return s.error();
   }
   if (Status s = writeCertificateFile(home.gatewayCert(), gwCert->get(), Replace::kYes); !s) {
+    return s.error();
+  }
+  if (options.force || !pathExists(home.codeSigningKey())) {
+    if (Status s = createCodeSigningKey(home, Replace::kYes); !s) {
+      return s.error();
+    }
+  } else if (Status s = ensureCodeVerifyKey(home); !s) {
     return s.error();
   }
   return FleetCa(home, std::move(caKey).value(), std::move(caCert).value());
@@ -138,6 +144,11 @@ Result<IssuedDevice> FleetCa::issueDevice(std::string_view id, const IssueOption
                  "invalid device id '" + std::string(id) +
                      "': use 1-64 characters from A-Z a-z 0-9 . _ - (not starting with '.')"};
   }
+  if (!options.group.empty() && !isValidDeviceId(options.group)) {
+    return Error{ErrorCode::kInvalidArgument,
+                 "invalid group '" + options.group +
+                     "': use 1-64 characters from A-Z a-z 0-9 . _ - (not starting with '.')"};
+  }
   if (options.validity.count() <= 0 && options.validityDays <= 0) {
     return Error{ErrorCode::kInvalidArgument, "validity must be at least one day"};
   }
@@ -160,8 +171,12 @@ Result<IssuedDevice> FleetCa::issueDevice(std::string_view id, const IssueOption
   if (std::optional<std::int64_t> caEnd = notAfterMs(cert_.get())) {
     notAfter = std::min(notAfter, Clock::time_point(std::chrono::milliseconds(*caEnd)));
   }
-  CertificateSpec spec{
-      CertificateRole::kDeviceClient, std::string(id), {}, now - kBackdate, notAfter};
+  CertificateSpec spec{CertificateRole::kDeviceClient,
+                       std::string(id),
+                       options.group,
+                       {},
+                       now - kBackdate,
+                       notAfter};
   Result<X509Ptr> cert = buildCertificate(spec, key->get(), Issuer{cert_.get(), key_.get()});
   if (!cert) {
     return cert.error();
@@ -176,8 +191,25 @@ Result<IssuedDevice> FleetCa::issueDevice(std::string_view id, const IssueOption
   if (Status s = writeCertificateFile(certPath, cert->get(), replace); !s) {
     return s.error();
   }
-  return IssuedDevice{std::string(id), serialHex(cert->get()), notAfterMs(cert->get()).value_or(0),
-                      keyPath, certPath};
+  IssuedDevice issued{std::string(id),
+                      serialHex(cert->get()),
+                      notAfterMs(cert->get()).value_or(0),
+                      keyPath,
+                      certPath,
+                      {}};
+  // The device accepts only code signed by the key it was enrolled with; a re-issue brings it
+  // up to date.
+  if (pathExists(home_.codeVerifyKey())) {
+    Result<std::string> pub = readWholeFile(home_.codeVerifyKey());
+    if (!pub) {
+      return pub.error();
+    }
+    issued.codeVerifyKeyPath = home_.deviceCodeVerifyKey(id);
+    if (Status s = writeFileAtomically(issued.codeVerifyKeyPath, *pub, 0644, Replace::kYes); !s) {
+      return s.error();
+    }
+  }
+  return issued;
 }
 
 std::string FleetCa::name() const {

@@ -36,6 +36,9 @@ struct IssueOptions {
   bool replace = false;                    // overwrite an existing key and certificate
   // When positive, replaces validityDays: short-lived certificates, for tests of expiry.
   std::chrono::seconds validity{0};
+  // The device's group, written as the certificate subject's OU (deviceGroupFromCertificate);
+  // empty: no OU. Must pass isValidDeviceId().
+  std::string group{};
 };
 
 // What issueDevice() wrote, and the facts the registry records.
@@ -45,22 +48,28 @@ struct IssuedDevice {
   std::int64_t notAfterMs = 0;
   std::filesystem::path keyPath;
   std::filesystem::path certPath;
+  // home.deviceCodeVerifyKey(id) when the fleet has a code-signing key (a copy of
+  // home.codeVerifyKey()), else empty.
+  std::filesystem::path codeVerifyKeyPath;
 };
 
 class FleetCa {
  public:
-  // Creates the CA (P-256 key, self-signed, 10 years) and the gateway's server credential
-  // (2 years) in `home`. Refuses with ErrorCode::kAlreadyExists if a CA is there, unless
-  // options.force. Invalid server names are refused before anything is written.
+  // Creates the CA (P-256 key, self-signed, 10 years), the gateway's server credential
+  // (2 years) and the fleet's code-signing key pair (code_signing.h) in `home`. Refuses with
+  // ErrorCode::kAlreadyExists if a CA is there, unless options.force, which replaces the
+  // code-signing key too; without force an existing code-signing key (and a CA missing) is
+  // kept. Invalid server names are refused before anything is written.
   static Result<FleetCa> init(const Home& home, const InitOptions& options);
 
   // The CA in `home`. A missing CA is ErrorCode::kNotFound with a message telling the operator
   // to run `impctl ca init`; a key that does not match the certificate is ErrorCode::kCrypto.
   static Result<FleetCa> load(const Home& home);
 
-  // Issues the device's key (0600) and certificate (CN = id, clientAuth) into
-  // home.deviceDir(id). An invalid id is ErrorCode::kInvalidArgument; existing files are
-  // ErrorCode::kAlreadyExists unless options.replace.
+  // Issues the device's key (0600) and certificate (CN = id, OU = options.group, clientAuth)
+  // into home.deviceDir(id), with a copy of the fleet's code-verify key when there is one (the
+  // key the device accepts code with). An invalid id or group is ErrorCode::kInvalidArgument;
+  // existing files are ErrorCode::kAlreadyExists unless options.replace.
   Result<IssuedDevice> issueDevice(std::string_view id, const IssueOptions& options = {}) const;
 
   X509* certificate() const { return cert_.get(); }

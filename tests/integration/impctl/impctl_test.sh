@@ -61,14 +61,28 @@ expect_in "$err" "impctl ca init" "the list error says how to create the home"
 
 # --- ca init
 run 0 "ca init" -- --home "$HOME_DIR" ca init --server-name gw.example.com --server-name 192.0.2.7
-for f in ca/ca.crt ca/ca.key gateway/gateway.crt gateway/gateway.key impgate.db; do
+for f in ca/ca.crt ca/ca.key ca/code-signing.key ca/code-signing.pub gateway/gateway.crt \
+  gateway/gateway.key impgate.db; do
   [[ -f "$HOME_DIR/$f" ]] && pass "$f exists" || fail "$f missing"
 done
 [[ $(mode_of "$HOME_DIR/ca/ca.key") == 600 ]] && pass "ca.key is 0600" || fail "ca.key mode $(mode_of "$HOME_DIR/ca/ca.key")"
+[[ $(mode_of "$HOME_DIR/ca/code-signing.key") == 600 ]] && pass "code-signing.key is 0600" ||
+  fail "code-signing.key mode $(mode_of "$HOME_DIR/ca/code-signing.key")"
+# The signing key is Ed25519 and the .pub is its public half (openssl's own parser).
+if openssl pkey -in "$HOME_DIR/ca/code-signing.key" -noout -text 2>/dev/null | grep -q "ED25519"; then
+  pass "code-signing.key is an Ed25519 key"
+else
+  fail "code-signing.key is not Ed25519"
+fi
+[[ "$(openssl pkey -in "$HOME_DIR/ca/code-signing.key" -pubout)" == "$(cat "$HOME_DIR/ca/code-signing.pub")" ]] &&
+  pass "code-signing.pub is the public half of code-signing.key" || fail "code-signing.pub does not match the key"
+signing_pub=$(cat "$HOME_DIR/ca/code-signing.pub")
 [[ $(mode_of "$HOME_DIR/gateway/gateway.key") == 600 ]] && pass "gateway.key is 0600" || fail "gateway.key mode"
 [[ $(mode_of "$HOME_DIR") == 700 ]] && pass "home is 0700" || fail "home mode $(mode_of "$HOME_DIR")"
 run nonzero "a second ca init without --force fails" -- --home "$HOME_DIR" ca init
 expect_in "$err" "--force" "the error mentions --force"
+[[ "$(cat "$HOME_DIR/ca/code-signing.pub")" == "$signing_pub" ]] && pass "the signing key is kept" ||
+  fail "a refused ca init replaced the signing key"
 
 if openssl verify -CAfile "$HOME_DIR/ca/ca.crt" -purpose sslserver "$HOME_DIR/gateway/gateway.crt" >/dev/null; then
   pass "gateway.crt verifies against ca.crt as a TLS server"
@@ -96,8 +110,14 @@ for id in imp-0001 imp-0002; do
   else
     fail "$id device.crt does not verify"
   fi
+  [[ "$(cat "$HOME_DIR/devices/$id/code-signing.pub")" == "$signing_pub" ]] &&
+    pass "$id has the fleet's code-verify key" || fail "$id lacks devices/$id/code-signing.pub"
+done
+for pair in imp-0001:default imp-0002:kitchen; do
+  id=${pair%%:*} group=${pair#*:}
   subject=$(openssl x509 -noout -subject -nameopt RFC2253 -in "$HOME_DIR/devices/$id/device.crt")
-  [[ "$subject" == "subject=CN=$id" ]] && pass "$id certificate subject is CN=$id" || fail "subject: $subject"
+  [[ "$subject" == "subject=CN=$id,OU=$group" ]] && pass "$id certificate subject is OU=$group, CN=$id" ||
+    fail "subject: $subject"
 done
 
 run 0 "list --json" -- --home "$HOME_DIR" device list --json
@@ -134,6 +154,33 @@ run 0 "--reissue replaces the credentials" -- --home "$HOME_DIR" device enroll i
   fail "--reissue kept the old certificate"
 run 0 "list after reissue" -- --home "$HOME_DIR" device list --json
 [[ $(count_devices) == 2 ]] && pass "still two devices" || fail "reissue changed the count: $out"
+
+# --- --count enrolls a numbered fleet, each with the code-verify key and its group
+run 0 "enroll --count 3" -- --home "$HOME_DIR" device enroll sim- --count 3 --group lab
+for id in sim-00001 sim-00002 sim-00003; do
+  [[ "$(cat "$HOME_DIR/devices/$id/code-signing.pub" 2>/dev/null)" == "$signing_pub" ]] &&
+    pass "$id has the code-verify key" || fail "$id lacks the code-verify key"
+  subject=$(openssl x509 -noout -subject -nameopt RFC2253 -in "$HOME_DIR/devices/$id/device.crt")
+  [[ "$subject" == "subject=CN=$id,OU=lab" ]] && pass "$id is in OU lab" || fail "subject: $subject"
+done
+
+# --- a home made before code push: a CA but no signing key
+OLD_HOME="$WORK/old-home"
+run 0 "ca init on a fresh home" -- --home "$OLD_HOME" ca init
+rm "$OLD_HOME/ca/code-signing.key" "$OLD_HOME/ca/code-signing.pub"
+old_ca=$(cat "$OLD_HOME/ca/ca.crt")
+run 0 "ca init on a home with a CA but no signing key" -- --home "$OLD_HOME" ca init
+expect_in "$out" "code-signing key" "it says it created the signing key"
+[[ -f "$OLD_HOME/ca/code-signing.key" && -f "$OLD_HOME/ca/code-signing.pub" ]] &&
+  pass "the signing key pair was created" || fail "no signing key pair"
+[[ $(mode_of "$OLD_HOME/ca/code-signing.key") == 600 ]] && pass "its key is 0600" || fail "its key mode"
+[[ "$(cat "$OLD_HOME/ca/ca.crt")" == "$old_ca" ]] && pass "the CA was kept" || fail "the CA was replaced"
+old_pub=$(cat "$OLD_HOME/ca/code-signing.pub")
+run nonzero "then ca init without --force fails" -- --home "$OLD_HOME" ca init
+run 0 "ca init --force" -- --home "$OLD_HOME" ca init --force
+[[ "$(cat "$OLD_HOME/ca/ca.crt")" != "$old_ca" ]] && pass "--force replaced the CA" || fail "--force kept the CA"
+[[ "$(cat "$OLD_HOME/ca/code-signing.pub")" != "$old_pub" ]] && pass "--force replaced the signing key" ||
+  fail "--force kept the signing key"
 
 # --- unusable homes
 echo "not a directory" >"$WORK/file-home"

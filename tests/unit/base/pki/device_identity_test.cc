@@ -66,3 +66,25 @@ TEST_CASE("two CNs, no CN or a wide string type name no device") {
 
   CHECK_FALSE(deviceIdFromCertificate(nullptr).has_value());
 }
+
+TEST_CASE("the device group is the subject's single valid OU") {
+  auto cert = certWithSubject({{NID_organizationalUnitName, "kitchen"}, {NID_commonName, "imp-1"}});
+  CHECK(deviceGroupFromCertificate(cert.get()) == "kitchen");
+  CHECK(deviceIdFromCertificate(cert.get()) == "imp-1");
+
+  auto none = certWithSubject({{NID_commonName, "imp-1"}});
+  CHECK_FALSE(deviceGroupFromCertificate(none.get()).has_value());
+  auto two = certWithSubject({{NID_organizationalUnitName, "a"},
+                              {NID_organizationalUnitName, "b"},
+                              {NID_commonName, "imp-1"}});
+  CHECK_FALSE(deviceGroupFromCertificate(two.get()).has_value());
+  for (const char* bad : {"a/b", "+", ".hidden", "with space"}) {
+    auto c = certWithSubject({{NID_organizationalUnitName, bad}, {NID_commonName, "imp-1"}});
+    CHECK_FALSE(deviceGroupFromCertificate(c.get()).has_value());
+  }
+  auto wide =
+      certWithSubject({{NID_organizationalUnitName, std::string("\0k", 2), V_ASN1_BMPSTRING},
+                       {NID_commonName, "imp-1"}});
+  CHECK_FALSE(deviceGroupFromCertificate(wide.get()).has_value());
+  CHECK_FALSE(deviceGroupFromCertificate(nullptr).has_value());
+}

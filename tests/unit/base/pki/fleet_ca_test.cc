@@ -8,6 +8,8 @@
 #include <fstream>
 
 #include "gateway/base/pki/certificate_info.h"
+#include "gateway/base/pki/code_signing.h"
+#include "gateway/base/pki/credential_files.h"
 #include "gateway/base/pki/device_identity.h"
 #include "gateway/base/pki/pem_files.h"
 #include "tests/support/testbed.h"
@@ -273,4 +275,87 @@ TEST_CASE("issuing over existing credentials needs replace") {
   REQUIRE(replaced.ok());
   CHECK(serialHex(readCert(home.deviceCert("imp-1")).get()) == replaced->serialHex);
   CHECK(replaced->serialHex != first->serialHex);
+}
+
+TEST_CASE("init makes the code-signing key pair; force replaces it, otherwise it is kept") {
+  TempDir dir;
+  Home home(dir.path());
+  REQUIRE(FleetCa::init(home, {}).ok());
+  CHECK(modeOf(home.codeSigningKey()) == 0600);
+  CHECK(modeOf(home.codeVerifyKey()) == 0644);
+  Result<PkeyPtr> key = readSigningKey(home.codeSigningKey());
+  Result<PkeyPtr> pub = readVerifyKey(home.codeVerifyKey());
+  REQUIRE(key.ok());
+  REQUIRE(pub.ok());
+  const std::array<uint8_t, 32> sha{1, 2, 3};
+  Ed25519Signature sig = signCode(key->get(), sha, 10);
+  CHECK(verifyCode(pub->get(), sha, 10, sig));
+
+  // A home whose CA is gone but whose signing key is there: a new CA, the same signing key.
+  std::filesystem::remove(home.caKey());
+  std::filesystem::remove(home.caCert());
+  std::filesystem::remove(home.codeVerifyKey());
+  REQUIRE(FleetCa::init(home, {}).ok());
+  Result<PkeyPtr> kept = readVerifyKey(home.codeVerifyKey());
+  REQUIRE(kept.ok());
+  CHECK(verifyCode(kept->get(), sha, 10, sig));
+
+  REQUIRE(FleetCa::init(home, {{}, true}).ok());
+  Result<PkeyPtr> replaced = readVerifyKey(home.codeVerifyKey());
+  REQUIRE(replaced.ok());
+  CHECK_FALSE(verifyCode(replaced->get(), sha, 10, sig));
+}
+
+TEST_CASE("createCodeSigningKey adds a signing key to a home that has none, never over one") {
+  TempDir dir;
+  Home home(dir.path());
+  REQUIRE(FleetCa::init(home, {}).ok());
+  std::filesystem::remove(home.codeSigningKey());
+  std::filesystem::remove(home.codeVerifyKey());
+  REQUIRE(createCodeSigningKey(home, Replace::kNo).ok());
+  CHECK(readSigningKey(home.codeSigningKey()).ok());
+  CHECK(readVerifyKey(home.codeVerifyKey()).ok());
+  Status again = createCodeSigningKey(home, Replace::kNo);
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == ErrorCode::kAlreadyExists);
+}
+
+TEST_CASE("a device certificate names its group as OU and the device gets the code-verify key") {
+  TempDir dir;
+  Home home(dir.path());
+  Result<FleetCa> ca = FleetCa::init(home, {});
+  REQUIRE(ca.ok());
+  IssueOptions options;
+  options.group = "kitchen";
+  Result<IssuedDevice> dev = ca->issueDevice("imp-1", options);
+  REQUIRE(dev.ok());
+  X509Ptr cert = readCert(home.deviceCert("imp-1"));
+  CHECK(deviceIdFromCertificate(cert.get()) == "imp-1");
+  CHECK(deviceGroupFromCertificate(cert.get()) == "kitchen");
+  CHECK(verifies(home.caCert(), cert.get(), X509_PURPOSE_SSL_CLIENT));
+
+  CHECK(dev->codeVerifyKeyPath == home.deviceCodeVerifyKey("imp-1"));
+  Result<std::string> copy = readWholeFile(home.deviceCodeVerifyKey("imp-1"));
+  Result<std::string> original = readWholeFile(home.codeVerifyKey());
+  REQUIRE(copy.ok());
+  REQUIRE(original.ok());
+  CHECK(*copy == *original);
+
+  // No group: no OU.
+  Result<IssuedDevice> plain = ca->issueDevice("imp-2");
+  REQUIRE(plain.ok());
+  CHECK_FALSE(deviceGroupFromCertificate(readCert(home.deviceCert("imp-2")).get()).has_value());
+
+  options.group = "a/b";
+  Result<IssuedDevice> bad = ca->issueDevice("imp-3", options);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == ErrorCode::kInvalidArgument);
+  CHECK_FALSE(std::filesystem::exists(home.deviceDir("imp-3")));
+
+  // Without a signing key in the home there is nothing to copy.
+  std::filesystem::remove(home.codeVerifyKey());
+  Result<IssuedDevice> none = ca->issueDevice("imp-4");
+  REQUIRE(none.ok());
+  CHECK(none->codeVerifyKeyPath.empty());
+  CHECK_FALSE(std::filesystem::exists(home.deviceCodeVerifyKey("imp-4")));
 }
