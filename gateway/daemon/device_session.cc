@@ -199,9 +199,9 @@ void DeviceSession::consume(std::span<const uint8_t> bytes) {
 bool DeviceSession::handleFrame(uint8_t type, std::span<const uint8_t> body) {
   if (state_ == State::kClosed) return false;
   gateway_.stats().framesIn.inc();
-  // Code push is not served yet: its frame types stay unknown to the session, whatever their
-  // body, exactly as before the codec knew them (BYE unknown_frame).
-  if (type >= static_cast<uint8_t>(protocol::FrameType::kCodeOffer) &&
+  // Without the code-push capability in HELLO, its frame types stay unknown to the session,
+  // whatever their body, exactly as before the codec knew them (BYE unknown_frame).
+  if (!codePush_ && type >= static_cast<uint8_t>(protocol::FrameType::kCodeOffer) &&
       type <= static_cast<uint8_t>(protocol::FrameType::kCodeResult)) {
     const auto err = protocol::DecodeError::kUnknownType;
     fail(errorFor(err), protocol::byeReasonFor(err), protocol::decodeErrorName(err));
@@ -286,13 +286,6 @@ bool DeviceSession::sendCodeOffer(const protocol::CodeOffer& offer) {
 
 template <typename CodeFrame>
 void DeviceSession::handleCode(const CodeFrame& f) {
-  if (!codePush_) {
-    // Not negotiated: to this session the frame type is as unknown as before code push.
-    fail(errorFor(protocol::DecodeError::kUnknownType),
-         protocol::byeReasonFor(protocol::DecodeError::kUnknownType),
-         protocol::decodeErrorName(protocol::DecodeError::kUnknownType));
-    return;
-  }
   if constexpr (std::is_same_v<CodeFrame, protocol::CodeGet>) {
     std::span<const uint8_t> data = gateway_.codePush().serve(deviceId_, f);
     sendFrame(protocol::CodeData{f.code, f.offset, data});

@@ -109,7 +109,7 @@ class DeviceSession final : public net::IoHandler {
   void handleHello(const protocol::Hello& hello);
   void handleMsg(const protocol::Msg& msg);
   void handleAck(const protocol::Ack& ack);
-  // CODE_GET and CODE_RESULT; only after a HELLO with the code-push capability.
+  // CODE_GET and CODE_RESULT (a HELLO with the code-push capability came first).
   template <typename CodeFrame>
   void handleCode(const CodeFrame& frame);
   // Encodes `frame` into the gateway's scratch buffer and writes or queues it.

@@ -117,6 +117,12 @@ std::string TlsTransport::peerIdentity() const {
   return pki::deviceIdFromCertificate(cert).value_or(std::string{});
 }
 
+std::string TlsTransport::peerGroup() const {
+  X509* cert = SSL_get0_peer_certificate(ssl_);
+  if (!cert) return {};
+  return pki::deviceGroupFromCertificate(cert).value_or(std::string{});
+}
+
 bool TlsTransport::resumed() const {
   return SSL_session_reused(ssl_) == 1;
 }

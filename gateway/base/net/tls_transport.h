@@ -31,6 +31,7 @@ class TlsTransport final : public Transport {
   IoResult write(std::span<const uint8_t> from) override;
   void shutdown() override;
   std::string peerIdentity() const override;
+  std::string peerGroup() const override;
   bool resumed() const override;
   std::string lastError() const override { return lastError_; }
   bool requestKeyUpdate() override;
