@@ -235,6 +235,7 @@ void BrokerLink::sendConnect() {
   connect.password = options_.password;
   connect.will = options_.willTopic.empty() ? nullptr : &will;
   connect.maximumPacketSize = static_cast<uint32_t>(options_.maxPacketIn);
+  connect.receiveMaximum = options_.receiveMaximum;
   encodeConnect(out_, connect);
   flush();
 }

@@ -60,6 +60,10 @@ struct LinkOptions {
   std::size_t maxInflight = 1024;      // our own cap on unacknowledged publishes (at most 32768)
   std::size_t maxQueued = 100000;      // publishes waiting for the window or the connection
   std::size_t maxPacketIn = 16 << 20;  // larger packets from the broker break the connection
+  // MQTT 5: the Receive Maximum announced in CONNECT, how many QoS 1 publishes the broker may
+  // have unacknowledged towards us; 0 announces none (the broker then uses its own setting,
+  // mosquitto's max_inflight_messages, 20 by default, and queues or drops the rest).
+  uint16_t receiveMaximum = 0;
   std::chrono::milliseconds connectTimeout{5000};
   std::chrono::milliseconds retryMin{1000};
   std::chrono::milliseconds retryMax{30000};

@@ -399,6 +399,44 @@ TEST_CASE("BrokerLink falls back to MQTT 3.1.1 at once when no version is config
   CHECK(rig.events.published[0] == std::pair<uint64_t, bool>(1, true));
 }
 
+TEST_CASE("BrokerLink announces a Receive Maximum in its MQTT 5 CONNECT only when set") {
+  // CONNECT body: "MQTT" (6 bytes), level, flags, keepalive (2), then the property length at
+  // byte 10 and the properties: Receive Maximum (0x21) first when announced, then Maximum
+  // Packet Size (0x27).
+  auto propertiesOf = [](const ReceivedPacket& connect) {
+    REQUIRE(connect.body.size() > 11);
+    std::size_t length = connect.body[10];
+    REQUIRE(connect.body.size() >= 11 + length);
+    return std::vector<uint8_t>(connect.body.begin() + 11,
+                                connect.body.begin() + 11 + static_cast<std::ptrdiff_t>(length));
+  };
+  SECTION("set: the link takes that many unacknowledged publishes from the broker") {
+    Rig rig;
+    LinkOptions o = rig.options();
+    o.receiveMaximum = 65535;
+    rig.start(o);
+    REQUIRE(rig.until([&] { return rig.link->up(); }));
+    auto connects = rig.broker.packets(PacketType::kConnect);
+    REQUIRE(connects.size() == 1);
+    auto properties = propertiesOf(*connects[0]);
+    REQUIRE(properties.size() == 8);
+    CHECK(properties[0] == 0x21);
+    CHECK(properties[1] == 0xFF);
+    CHECK(properties[2] == 0xFF);
+    CHECK(properties[3] == 0x27);
+  }
+  SECTION("not set: none is announced (the broker's own setting applies)") {
+    Rig rig;
+    rig.start(rig.options());
+    REQUIRE(rig.until([&] { return rig.link->up(); }));
+    auto connects = rig.broker.packets(PacketType::kConnect);
+    REQUIRE(connects.size() == 1);
+    auto properties = propertiesOf(*connects[0]);
+    REQUIRE(properties.size() == 5);
+    CHECK(properties[0] == 0x27);
+  }
+}
+
 TEST_CASE("BrokerLink takes an accepting CONNACK in MQTT 3.1.1's form as a 3.1.1 broker") {
   // Such a broker would misread every MQTT 5 property: reconnect in 3.1.1 instead of going on.
   Rig rig;
