@@ -83,6 +83,10 @@ Status MqttBridge::start() {
       // The last will marks the node offline if it dies without saying goodbye.
       own.willTopic = topics_.nodeState(options_.node);
       own.willPayload = nodeStateJson(false, 0);
+      // The fleet subscriptions bring every device's retained code state at once (thousands):
+      // let the broker send them all in flight instead of queueing, where mosquitto keeps
+      // 1000 per client and drops the rest.
+      own.receiveMaximum = 65535;
     }
     auto entry = std::make_unique<Link>(*this, i);
     entry->link = std::make_unique<mqtt::BrokerLink>(loop_, std::move(own), *entry);
