@@ -192,6 +192,7 @@ void MqttBridge::resubscribeFleet() {
   batch.push_back(fleetFilterFor(sync));
   nodeLink().subscribe(batch);
   syncSent_ = ++syncCount_;
+  listener_.onFleetSyncStarted();
   std::string marker = std::to_string(syncSent_);
   publishText(nodeLink(), sync, marker, false);
 }
@@ -336,6 +337,7 @@ void MqttBridge::subscribeFleet(std::string_view filter) {
     return;
   }
   fleetFilters_.emplace_back(filter);
+  if (links_.empty()) return;  // subscribed when the node link comes up
   mqtt::SubscribeFilter f = fleetFilterFor(filter);
   nodeLink().subscribe(std::span(&f, 1));  // sent only while up; else on reconnect
 }
@@ -344,11 +346,12 @@ void MqttBridge::unsubscribeFleet(std::string_view filter) {
   auto it = std::find(fleetFilters_.begin(), fleetFilters_.end(), filter);
   if (it == fleetFilters_.end()) return;
   fleetFilters_.erase(it);
-  nodeLink().unsubscribe(std::span(&filter, 1));
+  if (!links_.empty()) nodeLink().unsubscribe(std::span(&filter, 1));
 }
 
 void MqttBridge::publishFleet(std::string_view topic, std::span<const uint8_t> payload,
                               bool retained) {
+  if (links_.empty()) return;  // not started: nothing can be published yet
   publish(nodeLink(), topic, payload, retained, 0);
 }
 

@@ -64,8 +64,11 @@ class DeviceBusListener {
   // A message on a fleet subscription (subscribeFleet), retained ones included. `topic` and
   // `payload` are valid during the call only.
   virtual void onFleetMessage(std::string_view /*topic*/, std::span<const uint8_t> /*payload*/) {}
-  // Every retained message of the fleet subscriptions has arrived since the node's broker
-  // connection came up; once per connection, after onBusConnection(true) or later.
+  // The node's broker connection came (back) up and the fleet subscriptions were sent again:
+  // their retained messages follow, then onFleetSynced().
+  virtual void onFleetSyncStarted() {}
+  // Every retained message of the fleet subscriptions has arrived since onFleetSyncStarted();
+  // once per connection.
   virtual void onFleetSynced() {}
 };
 

@@ -352,13 +352,17 @@ void CodePush::onCodeState(std::string_view device, std::span<const uint8_t> pay
   if (!g.queue.empty()) pump(state->group);
 }
 
+void CodePush::onFleetSyncStarted() {
+  for (auto& [group, g] : groups_) g.seen = false;
+  for (auto& [device, a] : assignments_) a.seen = false;
+}
+
 void CodePush::onFleetSynced() {
   if (!enabled()) return;
   // Everything the broker still holds under the fleet subscriptions has arrived: what is
   // missing was lost (a broker restarted without persistence). Publish it again.
   for (auto& [group, g] : groups_) {
     if (g.deployment && !g.seen) republish(group, g);
-    g.seen = false;
   }
   std::size_t restored = 0;
   for (auto& [device, a] : assignments_) {
@@ -366,7 +370,6 @@ void CodePush::onFleetSynced() {
       publish(topics_.deviceGroup(device), bytesOf(a.envelope), true);
       ++restored;
     }
-    a.seen = false;
   }
   if (restored > 0) log::info(kComp, "restored group assignments", {{"devices", restored}});
 }

@@ -70,6 +70,7 @@ class CodePush {
 
   // Bus
   void onFleetMessage(std::string_view topic, std::span<const uint8_t> payload);
+  void onFleetSyncStarted();
   void onFleetSynced();
 
   // Devices. `certGroup` is the group named by the device's certificate (empty: none), `running`
@@ -107,7 +108,7 @@ class CodePush {
     std::unique_ptr<Rollout> rollout;
     std::deque<std::string> queue;  // local devices waiting for a transfer slot
     std::size_t transfers = 0;      // open offers on this node
-    bool seen = false;              // the broker delivered it since the last sync
+    bool seen = false;              // the broker delivered it since the sync started
     std::string lastView;           // the rollout view last published
   };
   enum class Phase : uint8_t { kIdle, kQueued, kOffered, kTransferring };

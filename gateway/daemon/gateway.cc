@@ -254,6 +254,10 @@ void Gateway::onFleetMessage(std::string_view topic, std::span<const uint8_t> pa
   codePush_.onFleetMessage(topic, payload);
 }
 
+void Gateway::onFleetSyncStarted() {
+  codePush_.onFleetSyncStarted();
+}
+
 void Gateway::onFleetSynced() {
   codePush_.onFleetSynced();
 }

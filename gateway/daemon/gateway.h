@@ -48,6 +48,7 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener, Code
   void onAgentMessage(const bus::AgentMessage& message) override;
   void onBusConnection(bool connected) override;
   void onFleetMessage(std::string_view topic, std::span<const uint8_t> payload) override;
+  void onFleetSyncStarted() override;
   void onFleetSynced() override;
 
   // CodePush::Host

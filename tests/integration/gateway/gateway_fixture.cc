@@ -48,6 +48,19 @@ std::string httpGet(uint16_t port, const std::string& path) {
 
 }  // namespace
 
+bool waitNodeOnline(const std::string& brokerUri, const std::string& prefix,
+                    const std::string& node, std::chrono::milliseconds deadline) {
+  MqttProbe probe(brokerUri);
+  return probe.connect() && probe.subscribe(prefix + "/gw/" + node + "/state") &&
+         probe
+             .waitFor(
+                 [](const MqttProbe::Message& m) {
+                   return m.payload.find("\"online\"") != std::string::npos;
+                 },
+                 deadline)
+             .has_value();
+}
+
 GatewayFixture::GatewayFixture(GatewayFixtureOptions options)
     : options_(std::move(options)),
       broker_(brokerOptions(options_)),
@@ -91,16 +104,8 @@ void GatewayFixture::startGateway() {
 
     bool online = false;
     if (options_.brokerUri.empty()) {
-      MqttProbe probe(broker_.uri());
-      online = probe.connect() &&
-               probe.subscribe(options_.prefix + "/gw/" + options_.node + "/state") &&
-               probe
-                   .waitFor(
-                       [](const MqttProbe::Message& m) {
-                         return m.payload.find("\"online\"") != std::string::npos;
-                       },
-                       std::chrono::seconds(15))
-                   .has_value();
+      online =
+          waitNodeOnline(broker_.uri(), options_.prefix, options_.node, std::chrono::seconds(15));
     } else {
       online = waitUntil([&] { return acceptsConnections(port_) || gateway_.exited(); },
                          std::chrono::seconds(15)) &&
@@ -166,6 +171,62 @@ double GatewayFixture::metric(const std::string& sample) {
     }
   }
   return -1;
+}
+
+GatewayNode::GatewayNode(GatewayFixture& fixture, std::string node,
+                         std::vector<std::string> extraArgs)
+    : fixture_(fixture),
+      node_(std::move(node)),
+      extraArgs_(std::move(extraArgs)),
+      dir_("impgate-node"),
+      home_(dir_.path()) {
+  namespace fs = std::filesystem;
+  const Home& from = fixture.home();
+  fs::create_directories(home_.caCert().parent_path());
+  fs::create_directories(home_.gatewayCert().parent_path());
+  fs::copy_file(from.caCert(), home_.caCert());
+  fs::copy_file(from.gatewayCert(), home_.gatewayCert());
+  fs::copy_file(from.gatewayKey(), home_.gatewayKey());
+  fs::copy_file(from.codeVerifyKey(), home_.codeVerifyKey());
+}
+
+GatewayNode::~GatewayNode() {
+  stop();
+}
+
+void GatewayNode::start() {
+  for (int attempt = 1;; ++attempt) {
+    port_ = freeLoopbackPort();
+    std::vector<std::string> args = {IMPGATE_BINARY,
+                                     "--home",
+                                     home_.root().string(),
+                                     "--broker",
+                                     fixture_.broker().uri(),
+                                     "--listen",
+                                     endpoint(),
+                                     "--metrics",
+                                     "off",
+                                     "--node",
+                                     node_,
+                                     "--log-level",
+                                     "debug"};
+    args.insert(args.end(), extraArgs_.begin(), extraArgs_.end());
+    process_.start(args, home_.root() / "impgate.log");
+    if (waitNodeOnline(fixture_.broker().uri(), "imp", node_, std::chrono::seconds(15)) &&
+        !process_.exited()) {
+      return;
+    }
+    process_.stop();
+    if (attempt == 3) FAIL("node " << node_ << " did not come up:\n" << process_.log());
+  }
+}
+
+void GatewayNode::stop() {
+  process_.stop();
+}
+
+void GatewayNode::kill() {
+  process_.kill();
 }
 
 }  // namespace impgate::testing

@@ -42,6 +42,10 @@ inline GatewayFixtureOptions withArgs(std::vector<std::string> extraArgs) {
   return o;
 }
 
+// Waits until `node` has announced itself online on <prefix>/gw/<node>/state of `brokerUri`.
+bool waitNodeOnline(const std::string& brokerUri, const std::string& prefix,
+                    const std::string& node, std::chrono::milliseconds deadline);
+
 class GatewayFixture {
  public:
   explicit GatewayFixture(GatewayFixtureOptions options = {});
@@ -71,6 +75,8 @@ class GatewayFixture {
   void restartGateway();
   // Starts impgate and waits until it is online on the bus.
   void startGateway();
+  // The directory where the node keeps its copy of deployments and code.
+  std::filesystem::path codeCache() const { return home_.root() / "gateway" / "code-cache"; }
 
  private:
   GatewayFixtureOptions options_;
@@ -80,6 +86,35 @@ class GatewayFixture {
   uint16_t port_ = 0;
   uint16_t metricsPort_ = 0;
   ChildProcess gateway_;
+};
+
+// Another gateway node beside a fixture's, as on another machine: its own home holds only what
+// a gateway host is given (the fleet CA certificate, the gateway's credentials, the fleet's
+// code-verify key) — no CA key, no database, no cache — and it shares only the broker.
+class GatewayNode {
+ public:
+  GatewayNode(GatewayFixture& fixture, std::string node, std::vector<std::string> extraArgs = {});
+  ~GatewayNode();  // stop()
+
+  // Starts the node and waits until it is online on the bus; fails the test when it cannot.
+  void start();
+  void stop();
+  // SIGKILL, as a crash.
+  void kill();
+  const Home& home() const { return home_; }
+  const std::string& node() const { return node_; }
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::filesystem::path codeCache() const { return home_.root() / "gateway" / "code-cache"; }
+  ChildProcess& process() { return process_; }
+
+ private:
+  GatewayFixture& fixture_;
+  std::string node_;
+  std::vector<std::string> extraArgs_;
+  TempDir dir_;
+  Home home_;
+  uint16_t port_ = 0;
+  ChildProcess process_;
 };
 
 }  // namespace impgate::testing

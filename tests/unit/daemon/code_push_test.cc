@@ -310,6 +310,9 @@ TEST_CASE("a restarted node serves from its cache, and restores what a broker lo
   node.deliverVersion(code, v);
   node.deploy(fleet.deployment("g", 1, v));
   node.deliver(fleet::assignmentPublication(fleet.topics, {"d9", "g", 5}, fleet.key.get()));
+  node.push->onFleetSyncStarted();
+  node.deploy(fleet.deployment("g", 1, v));  // the broker still has them
+  node.deliver(fleet::assignmentPublication(fleet.topics, {"d9", "g", 5}, fleet.key.get()));
   node.bus.fleetPublishes.clear();
   node.push->onFleetSynced();  // everything was seen: nothing to restore
   CHECK(node.bus.fleetPublishes.empty());
@@ -321,6 +324,7 @@ TEST_CASE("a restarted node serves from its cache, and restores what a broker lo
   REQUIRE(node.host.offers.size() == 1);
   CHECK(node.fetch("d1", v) == code);
   node.bus.fleetPublishes.clear();
+  node.push->onFleetSyncStarted();
   node.push->onFleetSynced();
   std::set<std::string> topics;
   for (const auto& p : node.bus.fleetPublishes) {
