@@ -55,6 +55,7 @@ class Gateway final : public net::IoHandler, public bus::DeviceBusListener, Code
   bool sendCodeOffer(std::string_view device, const protocol::CodeOffer& offer) override;
   void codeInstalled(std::string_view device, std::string_view code) override;
   CodePush& codePush() { return codePush_; }
+  const CodePush& codePush() const { return codePush_; }
 
   // For sessions.
   net::EventLoop& loop() { return loop_; }

@@ -225,11 +225,21 @@ int main(int argc, char** argv) {
       "impgate_bus_queued", "publishes waiting for the broker's receive window or a connection");
   metrics::Gauge& busLinks =
       registry.gauge("impgate_bus_links_up", "connections to the broker that are up");
+  metrics::Gauge& codeTransfers = registry.gauge(
+      "impgate_code_transfers", "code transfers running on this node (offers not yet answered)");
+  metrics::Gauge& codeQueued = registry.gauge(
+      "impgate_code_queued", "devices waiting for a code transfer slot or their rollout stage");
+  metrics::Counter& codeBytes =
+      registry.counter("impgate_code_bytes_total", "code bytes sent to devices in CODE_DATA");
   (void)loop.runEvery(std::chrono::seconds(1), [&] {
     auto bus = bridge.stats();
     busInflight.set(static_cast<int64_t>(bus.inflight));
     busQueued.set(static_cast<int64_t>(bus.queued));
     busLinks.set(static_cast<int64_t>(bus.linksUp));
+    const auto& code = gw.codePush();
+    codeTransfers.set(static_cast<int64_t>(code.transfers()));
+    codeQueued.set(static_cast<int64_t>(code.queued()));
+    codeBytes.inc(code.bytesServed() - codeBytes.value());
   });
 
   std::unique_ptr<metrics::MetricsServer> metricsServer;
