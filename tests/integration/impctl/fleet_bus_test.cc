@@ -406,3 +406,36 @@ TEST_CASE("publishes cut by a broken connection are sent again after the reconne
   REQUIRE(collected.ok());
   CHECK(collected->size() == 2000);
 }
+
+TEST_CASE("retained updates published during a collection neither enter it nor delay its end") {
+  // A rollout in progress: device code states change all the time. The collection is the
+  // snapshot at its SUBSCRIBE and ends one quiet period after the marker.
+  MosquittoFixture broker;
+  impgate::bus::TopicScheme topics;
+  MqttProbe updater(broker.uri());
+  REQUIRE(updater.connect());
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(updater.publish(topics.deviceCode("d" + std::to_string(i)), "v0", 1, true));
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> updates{0};
+  std::thread churn([&] {
+    for (int n = 1; !stop && n < 100000; ++n) {  // bounded: stopped long before
+      if (updater.publish(topics.deviceCode("d" + std::to_string(n % 20)), "v" + std::to_string(n),
+                          1, true)) {
+        ++updates;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  REQUIRE(waitUntil([&] { return updates > 5; }, 10s));
+  auto bus = connectTo(optionsFor(broker));
+  auto started = std::chrono::steady_clock::now();
+  auto states = bus->collectRetained(topics.allDeviceCodeStates(), 10s, 300ms);
+  auto took = std::chrono::steady_clock::now() - started;
+  stop = true;
+  churn.join();
+  REQUIRE(states.ok());
+  CHECK(states->size() == 20);
+  CHECK(took < 3s);
+}
