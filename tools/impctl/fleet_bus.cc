@@ -398,7 +398,11 @@ void FleetBus::Impl::beginCollectRound() {
   mqtt::SubscribeFilter filters[2];
   filters[0].filter = filter_;
   filters[0].qos = qos;
-  filters[0].retainAsPublished = true;  // MQTT 5: a retained update meanwhile keeps its flag
+  // Not retain-as-published: the broker then clears the retain flag of live publishes it
+  // forwards, so only the retained messages of this SUBSCRIBE carry it. Updates published
+  // meanwhile (device code states change all through a rollout) can neither enter the snapshot
+  // nor keep the quiet period from ever starting.
+  filters[0].retainAsPublished = false;
   filters[1].filter = markerTopic_;
   filters[1].qos = qos;
   link_->subscribe(filters);

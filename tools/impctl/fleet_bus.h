@@ -109,9 +109,10 @@ class FleetBus {
   // the collection ends only once the marker is back AND no retained message has arrived for
   // `quietFor`. On mosquitto that costs `quietFor` once; an empty result comes just as fast.
   //
-  // Only messages flagged retained count (a live publish under the filter does not); under
-  // MQTT 5 (retain-as-published) a retained update or clear arriving meanwhile is applied. If
-  // the connection drops, the collection starts over after the reconnect. Under MQTT 5 the
+  // The result is the snapshot the broker holds when it takes the SUBSCRIBE: only messages
+  // flagged retained count, and a broker clears that flag on live publishes it forwards, so
+  // updates made meanwhile (a rollout in progress) neither enter it nor delay the end. If the
+  // connection drops, the collection starts over after the reconnect. Under MQTT 5 the
   // subscription is QoS 1 with a Receive Maximum of 65535 announced, so a broker sends even
   // thousands of retained messages in flight instead of dropping what its per-client queue
   // cannot hold (mosquitto: 1000 by default); under 3.1.1 it is QoS 0 (see fleet_bus.cc).
