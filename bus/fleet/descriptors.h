@@ -23,13 +23,15 @@
 #include <vector>
 
 #include "bus/fleet/result.h"
+#include "gateway/base/code/chunker.h"
+#include "gateway/base/protocol/frame.h"
 
 namespace impgate::bus::fleet {
 
-// Limits of the contract (the same values as the chunker's in gateway/base/code).
-inline constexpr uint32_t kMaxCodeSize = 4u << 20;  // bytes of one code version
-inline constexpr std::size_t kMaxChunks = 4096;     // chunks of one version
-inline constexpr uint32_t kMaxChunkSize = 8192;     // bytes of one chunk
+// Limits of the contract: the protocol's and the chunker's.
+inline constexpr uint32_t kMaxCodeSize = protocol::kMaxCodeSize;     // bytes of one code version
+inline constexpr std::size_t kMaxChunks = protocol::kMaxCodeChunks;  // chunks of one version
+inline constexpr uint32_t kMaxChunkSize = code::kMaxChunk;           // bytes of one chunk
 // Limits of this module, to bound what a decoder holds.
 inline constexpr std::size_t kMaxDocumentSize = 1 << 20;  // bytes of one JSON payload
 inline constexpr std::size_t kMaxTextField = 1024;        // bytes of a note, author or reason
