@@ -401,8 +401,8 @@ struct GatewayPeer {
   uint64_t served = 0;
   std::vector<protocol::CodeGet> answered;
 
-  // Answers the device's GETs for `v`, oldest first, as soon as 4 are outstanding or the device
-  // has gone quiet, until a CODE_RESULT arrives (returned in `keep`) or `stopAfter` answers
+  // Answers the device's GETs for `v`, oldest first, once the device has gone quiet (a full
+  // window of 4 is held 100 ms to catch a fifth), until a CODE_RESULT arrives (returned in `keep`) or `stopAfter` answers
   // were sent (then returns nullopt with the rest unanswered). Corrupts the answer number
   // `corruptAnswer` (1-based) when given.
   std::optional<protocol::CodeResult> serve(const Version& v, RawFrame& keep,
@@ -413,14 +413,10 @@ struct GatewayPeer {
     auto deadline = Clock::now() + kDeadline;
     while (Clock::now() < deadline) {
       if (answers == stopAfter) return std::nullopt;
-      if (outstanding.size() >= static_cast<std::size_t>(protocol::kMaxCodeGetsInFlight)) {
-        // A full window: the device must not send a fifth before one is answered.
-        answer(v, outstanding.front(), ++answers == corruptAnswer);
-        answered.push_back(outstanding.front());
-        outstanding.pop_front();
-        continue;
-      }
-      auto f = next(30ms);
+      // With a full window, wait a while for a fifth GET (which must not come) before
+      // answering; otherwise answer once the device has gone quiet.
+      bool full = outstanding.size() >= static_cast<std::size_t>(protocol::kMaxCodeGetsInFlight);
+      auto f = next(full ? 100ms : 30ms);
       if (!f) {
         REQUIRE(tls);
         if (!outstanding.empty()) {
