@@ -402,9 +402,9 @@ struct GatewayPeer {
   std::vector<protocol::CodeGet> answered;
 
   // Answers the device's GETs for `v`, oldest first, once the device has gone quiet (a full
-  // window of 4 is held 100 ms to catch a fifth), until a CODE_RESULT arrives (returned in `keep`) or `stopAfter` answers
-  // were sent (then returns nullopt with the rest unanswered). Corrupts the answer number
-  // `corruptAnswer` (1-based) when given.
+  // window of 4 is held 100 ms to catch a fifth), until a CODE_RESULT arrives (returned in `keep`)
+  // or `stopAfter` answers were sent (then returns nullopt with the rest unanswered). Corrupts the
+  // answer number `corruptAnswer` (1-based) when given.
   std::optional<protocol::CodeResult> serve(const Version& v, RawFrame& keep,
                                             std::size_t stopAfter = SIZE_MAX,
                                             std::size_t corruptAnswer = 0) {
