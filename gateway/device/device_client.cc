@@ -352,6 +352,8 @@ void DeviceClient::tick() {
     return;
   }
   if (state_ != State::kOnline) return;
+  checkCodeStall();
+  if (state_ != State::kOnline) return;  // the result could not be written
   auto silent = now - lastReceived_;
   if (silent * 2 >= keepalive_ * 3) {
     drop("keepalive timeout", true);

@@ -69,6 +69,9 @@ struct CodePushOptions {
   // (sent in CODE_RESULT `deferred`, e.g. "new code" while a task runs), or nullopt to fetch
   // and install it now. Mandatory offers never ask.
   std::function<std::optional<std::string>(const CodeOfferInfo&)> deferUpdate;
+  // A transfer waiting this long for CODE_DATA (GETs unanswered) ends as `failed`
+  // ("transfer stalled"), so that a download never stops silently; the partial is kept.
+  std::chrono::seconds stallTimeout{60};
   // Fault injection for tests: flips one bit of the first chunk this client fetches from the
   // gateway (once per client), so that transfer fails with "corrupt chunk <sha>".
   bool corruptFirstFetch = false;
@@ -191,6 +194,7 @@ class DeviceClient final : public net::IoHandler {
     std::size_t held = 0;
     uint64_t fetched = 0;
     uint64_t copied = 0;
+    net::EventLoop::Clock::time_point lastData;  // the offer, or the last CODE_DATA taken
   };
   struct CodeGetInFlight {
     code::Sha256 code{};
@@ -205,6 +209,8 @@ class DeviceClient final : public net::IoHandler {
   // finishes the transfer when nothing is missing. False when the transfer ended.
   bool pumpCodeGets();
   void finishCodeTransfer();
+  // Called every second: fails a transfer whose GETs went unanswered for stallTimeout.
+  void checkCodeStall();
   void failCodeTransfer(const std::string& reason);
   void sendCodeResult(const CodeOfferInfo& offer, protocol::CodeResultStatus status,
                       const std::string& reason, CodeEvent::Kind kind);

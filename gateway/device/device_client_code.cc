@@ -120,6 +120,7 @@ void DeviceClient::onCodeOffer(const protocol::CodeOffer& o) {
   t->manifest.chunks.reserve(o.chunks.size());
   for (const protocol::CodeChunkRef& c : o.chunks) t->manifest.append(c.sha, c.length);
   t->state.assign(t->manifest.chunks.size(), CodeTransfer::kMissing);
+  t->lastData = loop_.now();
   transfer_ = std::move(t);
   for (const auto& c : transfer_->manifest.chunks) {
     // One GET carries a whole chunk; the chunker makes none larger than 8 KiB.
@@ -255,6 +256,7 @@ void DeviceClient::onCodeData(const protocol::CodeData& d) {
   getsInFlight_.erase(get);
   if (!transfer_ || transfer_->offer.code != d.code) return;  // for a transfer that ended
   CodeTransfer& t = *transfer_;
+  t.lastData = loop_.now();
   t.fetched += d.data.size();
   codeBytesFetched_ += d.data.size();
 
@@ -313,6 +315,16 @@ void DeviceClient::onCodeData(const protocol::CodeData& d) {
     return;
   }
   pumpCodeGets();
+}
+
+void DeviceClient::checkCodeStall() {
+  if (!transfer_ || getsInFlight_.empty()) return;
+  auto waited = loop_.now() - transfer_->lastData;
+  if (waited >= options_.codePush.stallTimeout) {
+    failCodeTransfer(
+        "transfer stalled: no CODE_DATA for " +
+        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(waited).count()) + " s");
+  }
 }
 
 void DeviceClient::finishCodeTransfer() {

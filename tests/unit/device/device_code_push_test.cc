@@ -791,6 +791,40 @@ TEST_CASE("code push: a new offer of another code replaces the transfer under wa
   CHECK(device.onLoop([&] { return store->current == v2.bytes; }));
 }
 
+TEST_CASE("code push: a transfer whose GETs go unanswered ends as failed, not silently") {
+  TestFleet fleet;
+  Keys keys;
+  GatewayPeer gateway(fleet);
+  auto store = std::make_shared<MemoryCodeStore>();
+  auto options = codePush(keys, store);
+  options.stallTimeout = 2s;
+  DeviceThread device(fleet, gateway.port, options);
+  Version v1(program(30 * 1024, 14), keys.signing.get());
+
+  device.connect();
+  std::string codeId;
+  gateway.acceptDevice(codeId);
+  gateway.send(v1.offer());
+  RawFrame keep;
+  REQUIRE_FALSE(gateway.serve(v1, keep, 1));
+  // The gateway goes quiet: the GETs are read and never answered.
+  auto started = Clock::now();
+  std::optional<protocol::CodeResult> result;
+  while (!result && Clock::now() - started < kDeadline) {
+    auto f = gateway.next(100ms);
+    if (!f) continue;
+    keep = std::move(*f);
+    result = keep.as<protocol::CodeResult>();
+    if (!result) CHECK(keep.as<protocol::CodeGet>());
+  }
+  REQUIRE(result);
+  CHECK(Clock::now() - started >= 1s);
+  CHECK(result->status == protocol::CodeResultStatus::kFailed);
+  CHECK(std::string(result->reason).starts_with("transfer stalled"));
+  CHECK_FALSE(device.onLoop([&] { return device.client().codeTransferActive(); }));
+  CHECK(device.onLoop([&] { return store->installs; }) == 0);
+}
+
 TEST_CASE("code push: a device without a verify key does not set the capability") {
   TestFleet fleet;
   Keys keys;
