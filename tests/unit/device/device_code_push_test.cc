@@ -25,6 +25,7 @@
 #include "gateway/base/net/tls_transport.h"
 #include "gateway/base/pki/code_signing.h"
 #include "gateway/base/protocol/codec.h"
+#include "gateway/device/blocking_device.h"
 #include "gateway/device/device_client.h"
 #include "gateway/device/file_code_store.h"
 #include "tests/support/on_loop.h"
@@ -885,4 +886,55 @@ TEST_CASE("code push with the FileCodeStore: a restarted device resumes and then
   CHECK(result->status == protocol::CodeResultStatus::kInstalled);
   CHECK(gateway.served == v1.bytes.size() - first);
   CHECK(device.onLoop([&] { return reopened->runningCode() == v1.sha; }));
+}
+
+TEST_CASE(
+    "code push through BlockingDevice: its code events arrive in order on the caller's thread") {
+  TestFleet fleet;
+  Keys keys;
+  GatewayPeer gateway(fleet);
+  fleet.enroll("dev-1");
+  testing::TempDir state;
+  auto store = device::FileCodeStore::open(state.path());
+  REQUIRE(store);
+  device::BlockingDeviceConfig config;
+  config.options.gateway = "127.0.0.1:" + std::to_string(gateway.port);
+  config.options.codePush = codePush(keys, std::move(*store));
+  config.caFile = fleet.home().caCert().string();
+  config.certFile = fleet.home().deviceCert("dev-1").string();
+  config.keyFile = fleet.home().deviceKey("dev-1").string();
+  auto created = device::BlockingDevice::create(config);
+  REQUIRE(created);
+  auto& dev = **created;
+  CHECK(dev.codePushEnabled());
+  Version v1(program(20 * 1024, 15), keys.signing.get());
+
+  // connect() waits for WELCOME, which the test thread sends: connect from another thread.
+  // (Catch2 checks stay on the test thread.)
+  std::atomic<bool> connected{false};
+  std::thread connector([&] { connected = static_cast<bool>(dev.connect(kDeadline)); });
+  std::string codeId;
+  protocol::Hello hello = gateway.acceptDevice(codeId);
+  connector.join();
+  CHECK(connected.load());
+  CHECK(hello.capabilities == protocol::kCapCodePush);
+  gateway.send(v1.offer(true, 12));
+  RawFrame keep;
+  auto result = gateway.serve(v1, keep);
+  REQUIRE(result);
+  CHECK(result->status == protocol::CodeResultStatus::kInstalled);
+
+  auto offered = dev.nextCodeEvent(kDeadline);
+  REQUIRE(offered);
+  CHECK(offered->kind == device::CodeEvent::Kind::kOffered);
+  CHECK(offered->offer.code == v1.sha);
+  CHECK(offered->offer.deployment == 12);
+  CHECK(offered->offer.mandatory);
+  CHECK(offered->offer.size == v1.bytes.size());
+  auto installed = dev.nextCodeEvent(kDeadline);
+  REQUIRE(installed);
+  CHECK(installed->kind == device::CodeEvent::Kind::kInstalled);
+  CHECK(installed->bytesFetched == v1.bytes.size());
+  CHECK_FALSE(dev.nextCodeEvent(std::chrono::milliseconds(0)));
+  dev.disconnect();
 }
