@@ -44,8 +44,14 @@ Result<std::unique_ptr<BlockingDevice>> BlockingDevice::create(const BlockingDev
     self->acks_.emplace_back(id, status);
     self->changed_.notify_all();
   };
+  handlers.onCode = [self](const CodeEvent& event) {
+    std::lock_guard<std::mutex> lock(self->mutex_);
+    self->codeEvents_.push_back(event);
+    self->changed_.notify_all();
+  };
   d->client_ = std::make_unique<DeviceClient>(d->loop_, *d->tls_, std::move(credentials),
                                               config.options, std::move(handlers));
+  d->codePush_ = d->client_->codePushEnabled();
   d->thread_ = std::thread([self] {
     if (std::error_code failed = self->loop_.run()) {
       // The device thread cannot go on: every waiting call hears why instead of timing out.
@@ -169,6 +175,16 @@ std::optional<ReceivedMessage> BlockingDevice::nextMessage(std::chrono::millisec
   ReceivedMessage m = std::move(inbox_.front());
   inbox_.pop_front();
   return m;
+}
+
+std::optional<CodeEvent> BlockingDevice::nextCodeEvent(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (!changed_.wait_for(lock, timeout, [this] { return !codeEvents_.empty(); })) {
+    return std::nullopt;
+  }
+  CodeEvent e = std::move(codeEvents_.front());
+  codeEvents_.pop_front();
+  return e;
 }
 
 std::optional<std::string> BlockingDevice::waitOffline(std::chrono::milliseconds timeout) {

@@ -61,6 +61,10 @@ class BlockingDevice {
   bool writeRaw(std::string bytes);
   // The next agent message, waiting at most `timeout`.
   std::optional<ReceivedMessage> nextMessage(std::chrono::milliseconds timeout);
+  // The next code push event (options.codePush set), waiting at most `timeout`.
+  std::optional<CodeEvent> nextCodeEvent(std::chrono::milliseconds timeout);
+  // Whether the client set kCapCodePush (options.codePush has a key and a store).
+  bool codePushEnabled() const { return codePush_; }
   // Waits until the link is down; returns the reason, or nullopt on timeout.
   std::optional<std::string> waitOffline(std::chrono::milliseconds timeout);
   bool online();
@@ -89,6 +93,8 @@ class BlockingDevice {
   std::optional<std::string> offlineReason_;
   std::deque<ReceivedMessage> inbox_;
   std::deque<std::pair<uint32_t, protocol::AckStatus>> acks_;
+  std::deque<CodeEvent> codeEvents_;
+  bool codePush_ = false;
 };
 
 }  // namespace impgate::device

@@ -50,6 +50,8 @@ DeviceClient::DeviceClient(net::EventLoop& loop, const net::TlsContext& tls,
       handlers_(std::move(handlers)),
       rng_(std::random_device{}()) {
   if (options_.serverName.empty()) options_.serverName = hostPart(options_.gateway);
+  codePush_ = options_.codePush.verifyKey && options_.codePush.store;
+  corruptPending_ = codePush_ && options_.codePush.corruptFirstFetch;
 }
 
 DeviceClient::~DeviceClient() {
@@ -185,7 +187,10 @@ void DeviceClient::driveHandshake() {
   state_ = State::kHelloSent;
   lastReceived_ = loop_.now();
   watchFor(EPOLLIN);
-  sendFrame(protocol::Hello{protocol::kVersion, 0, options_.codeId});
+  // Asked of the store at every HELLO: after an install the next link reports the new code.
+  std::string codeId = helloCodeId();
+  if (codeId.size() > protocol::kMaxCodeIdLength) codeId.resize(protocol::kMaxCodeIdLength);
+  sendFrame(protocol::Hello{protocol::kVersion, codePush_ ? protocol::kCapCodePush : 0u, codeId});
   if (fd_ >= 0) readAvailable();
 }
 
@@ -249,10 +254,12 @@ bool DeviceClient::handleFrame(uint8_t type, std::span<const uint8_t> body) {
   } else if (auto* bye = std::get_if<protocol::Bye>(&frame)) {
     drop("bye:" + std::string(protocol::byeReasonName(bye->reason)), false);
     return false;
-  } else if (std::holds_alternative<protocol::CodeOffer>(frame) ||
-             std::holds_alternative<protocol::CodeData>(frame)) {
-    // This client does not set kCapCodePush, so a gateway sends it no code push frames;
-    // one that does anyway is ignored rather than fatal.
+  } else if (auto* offer = std::get_if<protocol::CodeOffer>(&frame)) {
+    // Without code push this client did not set kCapCodePush, so a gateway sends it no code
+    // push frames; one that does anyway is ignored rather than fatal.
+    if (codePush_ && state_ == State::kOnline) onCodeOffer(*offer);
+  } else if (auto* data = std::get_if<protocol::CodeData>(&frame)) {
+    if (codePush_ && state_ == State::kOnline) onCodeData(*data);
   } else {
     drop("protocol: unexpected frame from gateway", true);
     return false;
@@ -294,6 +301,10 @@ void DeviceClient::sendFrame(const FrameT& frame) {
   protocol::encode(frame, scratch_);
   write(scratch_);
 }
+
+// The code push frames are sent from device_client_code.cc.
+template void DeviceClient::sendFrame(const protocol::CodeGet&);
+template void DeviceClient::sendFrame(const protocol::CodeResult&);
 
 void DeviceClient::write(std::span<const uint8_t> bytes) {
   if (!output_.empty()) {
@@ -341,6 +352,8 @@ void DeviceClient::tick() {
     return;
   }
   if (state_ != State::kOnline) return;
+  checkCodeStall();
+  if (state_ != State::kOnline) return;  // the result could not be written
   auto silent = now - lastReceived_;
   if (silent * 2 >= keepalive_ * 3) {
     drop("keepalive timeout", true);
@@ -374,6 +387,9 @@ void DeviceClient::drop(const std::string& reason, bool sendBye) {
     fd_ = -1;
   }
   interest_ = 0;
+  // The transfer lived on this link; its partial stays in the store for the next offer.
+  transfer_.reset();
+  getsInFlight_.clear();
   output_.clear();
   output_.shrink_to_fit();
   readWantsWrite_ = false;

@@ -15,6 +15,7 @@ enum class ErrorCode {
   kNotSent,      // the client refused to send (not connected, too large, backpressure, ...)
   kTimeout,      // no WELCOME or ACK within the caller's timeout
   kBusy,         // the device thread did not take the call within callTimeout
+  kStorage,      // a CodeStore could not read or write the device's code (message says what)
 };
 
 using Error = base::Error<ErrorCode>;
