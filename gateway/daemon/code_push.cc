@@ -1,5 +1,6 @@
 #include "gateway/daemon/code_push.h"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <system_error>
@@ -429,6 +430,8 @@ void CodePush::evaluateGroup(const std::string& group) {
   for (const auto& [device, local] : locals_) {
     if (groupOf(device, local) == group || local.group == group) devices.push_back(device);
   }
+  // In id order, so that which devices a stage takes first does not depend on hashing.
+  std::sort(devices.begin(), devices.end());
   for (const auto& device : devices) evaluate(device);
 }
 

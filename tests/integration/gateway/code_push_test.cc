@@ -5,12 +5,15 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "bus/fleet/envelope.h"
 #include "bus/fleet/release.h"
+#include "gateway/base/code/hex.h"
 #include "gateway/base/pki/code_signing.h"
+#include "tests/integration/gateway/cut_relay.h"
 #include "tests/integration/gateway/gateway_fixture.h"
 #include "tests/support/wait_until.h"
 #include "tools/impctl/fleet_bus.h"
@@ -67,7 +70,113 @@ struct Operator {
   }
 };
 
+// `impdev listen` for `id` through `gateway`, its code kept in `state`, log in `log`.
+void startListener(ChildProcess& p, GatewayFixture& fx, const std::string& id,
+                   const std::string& gateway, const fs::path& state, const fs::path& log,
+                   std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {
+      IMPDEV_BINARY, "--home",      fx.home().root().string(), "--gateway", gateway, "--id", id,
+      "--state",     state.string()};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back("listen");
+  p.start(argv, log);
+}
+
+bool logHas(const ChildProcess& p, const std::string& text) {
+  return p.log().find(text) != std::string::npos;
+}
+
+// The "code bytes SHA fetched=N copied=M" lines of an impdev log, in order.
+std::vector<std::pair<uint64_t, uint64_t>> transfers(const ChildProcess& p,
+                                                     const std::string& sha) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  std::istringstream in(p.log());
+  std::string line;
+  const std::string prefix = "code bytes " + sha + " fetched=";
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    unsigned long long fetched = 0, copied = 0;
+    if (std::sscanf(line.c_str() + prefix.size(), "%llu copied=%llu", &fetched, &copied) == 2) {
+      out.emplace_back(fetched, copied);
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+TEST_CASE(
+    "a transfer cut by a dropped link resumes where it stopped, and the device runs the "
+    "code from then on",
+    "[code_push]") {
+  GatewayFixture fx;
+  fx.enroll("d1");
+  TempDir state("impdev-state");
+  // 1 MiB that does not compress: the link drops after about 300 KiB of it.
+  auto code = program(1 << 20, 7);
+  for (auto& b : code) b = static_cast<uint8_t>(b * 37 + 11);
+  CutRelay relay(fx.port(), 300 * 1024);
+  ChildProcess device;
+  startListener(device, fx, "d1", "127.0.0.1:" + std::to_string(relay.port()), state.path(),
+                state.path() / "impdev.log");
+  REQUIRE(waitUntil([&] { return logHas(device, "online"); }, std::chrono::seconds(10)));
+
+  fleet::VersionDescriptor v;
+  {
+    Operator op(fx);
+    v = op.deploy("default", 1, code, 1);
+  }
+  bool installed = waitUntil([&] { return logHas(device, "code installed " + v.code); },
+                             std::chrono::seconds(30));
+  if (!installed)
+    FAIL("no install; device log:\n" << device.log() << "\nnode:\n" << fx.process().logTail(4000));
+  CHECK(relay.cut());
+  // One transfer line per attempt that ended; the one that installed fetched only what the
+  // cut one had not, and copied the rest from the partial download.
+  auto t = transfers(device, v.code);
+  REQUIRE(!t.empty());
+  const auto [fetched, copied] = t.back();
+  INFO("fetched " << fetched << ", copied " << copied);
+  CHECK(fetched + copied == code.size());
+  CHECK(copied > 0);
+  CHECK(fetched < code.size());
+
+  // The node republished the device's presence with the new code, and its code state.
+  impctl::BusOptions options;
+  options.broker = fx.broker().uri();
+  auto bus = impctl::FleetBus::connect(options);
+  REQUIRE(bus);
+  auto& topics = (*bus)->topics();
+  REQUIRE(waitUntil(
+      [&] {
+        auto got = (*bus)->collectRetained(topics.deviceState("d1"), std::chrono::seconds(5));
+        return got && (*got)[topics.deviceState("d1")].find(v.code) != std::string::npos;
+      },
+      std::chrono::seconds(10)));
+  auto states = (*bus)->collectRetained(topics.deviceCode("d1"), std::chrono::seconds(5));
+  REQUIRE(states);
+  auto st = fleet::decodeDeviceCodeState((*states)[topics.deviceCode("d1")]);
+  REQUIRE(st);
+  CHECK(st->state == fleet::CodeState::kInstalled);
+  CHECK(st->running == v.code);
+
+  // Restarted, the device runs the new code (HELLO says so) and is not offered it again.
+  device.stop();
+  ChildProcess again;
+  startListener(again, fx, "d1", fx.endpoint(), state.path(), state.path() / "impdev2.log");
+  REQUIRE(waitUntil([&] { return logHas(again, "online"); }, std::chrono::seconds(10)));
+  REQUIRE(waitUntil(
+      [&] {
+        auto got = (*bus)->collectRetained(topics.deviceState("d1"), std::chrono::seconds(5));
+        if (!got) return false;
+        const std::string& presence = (*got)[topics.deviceState("d1")];
+        return presence.find("\"online\"") != std::string::npos &&
+               presence.find("\"code\":\"" + v.code + "\"") != std::string::npos;
+      },
+      std::chrono::seconds(10)));
+  CHECK(fx.metric("impgate_code_transfers") == 0);
+  CHECK_FALSE(logHas(again, "code offered"));
+}
 
 TEST_CASE("a broker restarted without persistence gets its deployments back from the nodes",
           "[code_push]") {
