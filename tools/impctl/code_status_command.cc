@@ -292,7 +292,7 @@ bool StatusReader::read(Snapshot& snap) {
 }
 
 std::string shortCode(const std::string& code) {
-  return code.size() > 16 ? code.substr(0, 12) + "…" : code;
+  return code.size() > 16 ? code.substr(0, 12) : code;
 }
 
 std::string percent(double pct) {
