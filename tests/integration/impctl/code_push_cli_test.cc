@@ -75,6 +75,19 @@ class Impctl {
     errPath_ = dir / ("impctl-" + std::to_string(serial) + ".err");
     std::vector<std::string> argv{IMPCTL_BINARY};
     argv.insert(argv.end(), args.begin(), args.end());
+    // Everything the child needs is made before fork(): the test runs MQTT client threads.
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+      std::string_view entry(*e);
+      if (entry.rfind("IMPGATE_BROKER=", 0) == 0 || entry.rfind("IMPGATE_HOME=", 0) == 0) continue;
+      env.emplace_back(entry);
+    }
+    std::vector<char*> cenv;
+    for (auto& e : env) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
@@ -82,12 +95,7 @@ class Impctl {
       int err = ::open(errPath_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       ::dup2(out, 1);
       ::dup2(err, 2);
-      ::unsetenv("IMPGATE_BROKER");
-      ::unsetenv("IMPGATE_HOME");
-      std::vector<char*> cargv;
-      for (auto& a : argv) cargv.push_back(a.data());
-      cargv.push_back(nullptr);
-      ::execv(cargv[0], cargv.data());
+      ::execve(cargv[0], cargv.data(), cenv.data());
       ::_exit(127);
     }
   }
