@@ -13,6 +13,11 @@ int CommandContext::fail(std::string_view message) const {
   return kExitFailed;
 }
 
+int CommandContext::usage(std::string_view message) const {
+  err << "impctl: error: " << message << '\n';
+  return kExitUsage;
+}
+
 std::string currentActor() {
   uid_t uid = geteuid();
   long size = sysconf(_SC_GETPW_R_SIZE_MAX);

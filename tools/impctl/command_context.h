@@ -28,6 +28,9 @@ struct CommandContext {
 
   // Prints "impctl: error: <message>" and returns kExitFailed.
   int fail(std::string_view message) const;
+  // The same for a value on the command line that parses but makes no sense (a bad --stage);
+  // returns kExitUsage.
+  int usage(std::string_view message) const;
 };
 
 // "impctl:<login name of the effective uid>", or "impctl:uid<N>" when it has none.

@@ -3,19 +3,25 @@
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "tools/impctl/ca_init_command.h"
+#include "tools/impctl/code_query_commands.h"
+#include "tools/impctl/code_release_commands.h"
+#include "tools/impctl/code_status_command.h"
 #include "tools/impctl/command_context.h"
 #include "tools/impctl/device_enroll_command.h"
 #include "tools/impctl/device_list_command.h"
+#include "tools/impctl/group_commands.h"
 
 using namespace impgate::impctl;
 
 namespace {
 
 int run(int argc, char** argv) {
-  CLI::App app{"impctl: manage an impgate fleet (CA, device credentials, registry)", "impctl"};
+  CLI::App app{"impctl: manage an impgate fleet (CA, device credentials, registry, code push)",
+               "impctl"};
   app.require_subcommand(1);
   std::string homeFlag;
   app.add_option("--home", homeFlag,
@@ -54,6 +60,18 @@ int run(int argc, char** argv) {
   listCmd->add_flag("--json", list.json,
                     "print a JSON array of {id, group, serial, enrolled_at, not_after, revoked}");
 
+  // Code push: groups, device move, and the code commands (docs/code-push.md).
+  GroupCommands groups;
+  groups.add(app, *device);
+  CLI::App* code = app.add_subcommand("code", "code versions and their deployment to groups");
+  code->require_subcommand(1);
+  CodeReleaseCommands release;
+  release.add(*code);
+  CodeQueryCommands query;
+  query.add(*code);
+  CodeStatusCommand status;
+  status.add(*code);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -71,6 +89,12 @@ int run(int argc, char** argv) {
   }
   if (listCmd->parsed()) {
     return runDeviceList(ctx, list);
+  }
+  for (std::optional<int> rc :
+       {groups.run(ctx), release.run(ctx), query.run(ctx), status.run(ctx)}) {
+    if (rc) {
+      return *rc;
+    }
   }
   return kExitUsage;  // unreachable: every level requires a subcommand
 }
