@@ -75,8 +75,7 @@ void CutRelay::run() {
       int device = ::accept4(listenFd_, nullptr, nullptr, SOCK_CLOEXEC);
       int gateway = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       sockaddr_in to = loopback(target_);
-      if (device >= 0 &&
-          ::connect(gateway, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0) {
+      if (device >= 0 && ::connect(gateway, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0) {
         pairs.push_back({device, gateway, !firstSeen, 0});
         firstSeen = true;
       } else {
