@@ -84,7 +84,8 @@ json checkedRun(const std::string& name, const std::string& extra) {
   checkPush(report["delta"], codeSize);
   // A one-line change: only the chunks around it are served, everything else is copied.
   CHECK(report["delta"]["bytesServedPerDevice"].get<double>() < 0.25 * codeSize);
-  CHECK(report["delta"]["bytesCopied"].get<uint64_t>() > report["delta"]["bytesFetched"].get<uint64_t>());
+  CHECK(report["delta"]["bytesCopied"].get<uint64_t>() >
+        report["delta"]["bytesFetched"].get<uint64_t>());
   CHECK(report["ratio"].get<double>() >= 0.3);
   for (const char* when : {"idle", "push"}) {
     INFO(when);
@@ -111,7 +112,9 @@ TEST_CASE("impbench code --quick --max-concurrent 20: pacing holds the bound", "
   for (const json& run : report["pushRuns"]) {
     CHECK(run["peakTransfersDevices"].get<long>() <= 20);
     CHECK(run["peakTransfersDevices"].get<long>() > 0);
-    if (!run["peakTransfersRolloutView"].is_null()) CHECK(run["peakTransfersRolloutView"].get<long>() <= 20);
-    if (!run["peakTransfersMetrics"].is_null()) CHECK(run["peakTransfersMetrics"].get<long>() <= 20);
+    if (!run["peakTransfersRolloutView"].is_null())
+      CHECK(run["peakTransfersRolloutView"].get<long>() <= 20);
+    if (!run["peakTransfersMetrics"].is_null())
+      CHECK(run["peakTransfersMetrics"].get<long>() <= 20);
   }
 }

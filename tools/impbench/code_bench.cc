@@ -13,9 +13,9 @@
 #include <cstring>
 #include <ctime>
 #include <future>
-#include <mutex>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <set>
 #include <sstream>
@@ -128,7 +128,8 @@ class CodeLibrary {
   std::shared_ptr<const CodeVersion> intern(const code::Sha256& sha, std::vector<uint8_t>&& bytes,
                                             const code::Manifest& manifest) {
     auto& slot = versions_[sha];
-    if (!slot) slot = std::make_shared<const CodeVersion>(CodeVersion{sha, std::move(bytes), manifest});
+    if (!slot)
+      slot = std::make_shared<const CodeVersion>(CodeVersion{sha, std::move(bytes), manifest});
     return slot;
   }
 
@@ -147,14 +148,17 @@ class MemoryCodeStore final : public device::CodeStore {
     if (!running_) return std::nullopt;
     return running_->sha;
   }
-  code::Manifest runningManifest() override { return running_ ? running_->manifest : code::Manifest{}; }
+  code::Manifest runningManifest() override {
+    return running_ ? running_->manifest : code::Manifest{};
+  }
   device::Status readRunning(uint32_t offset, std::span<uint8_t> out) override {
-    if (!running_ || offset + out.size() > running_->bytes.size()) return bad("read past the running code");
+    if (!running_ || offset + out.size() > running_->bytes.size())
+      return bad("read past the running code");
     std::memcpy(out.data(), running_->bytes.data() + offset, out.size());
     return {};
   }
   device::Result<std::vector<device::CodeRange>> openPartial(const code::Sha256& sha,
-                                                              uint32_t size) override {
+                                                             uint32_t size) override {
     if (!partialCode_ || *partialCode_ != sha || partial_.size() != size) {
       partialCode_ = sha;
       partial_.assign(size, 0);
@@ -164,12 +168,15 @@ class MemoryCodeStore final : public device::CodeStore {
   }
   device::Status writePartial(const code::Sha256& sha, uint32_t offset,
                               std::span<const uint8_t> bytes) override {
-    if (partialCode_ != sha || offset + bytes.size() > partial_.size()) return bad("write outside the partial");
+    if (partialCode_ != sha || offset + bytes.size() > partial_.size())
+      return bad("write outside the partial");
     std::memcpy(partial_.data() + offset, bytes.data(), bytes.size());
     return {};
   }
-  device::Status readPartial(const code::Sha256& sha, uint32_t offset, std::span<uint8_t> out) override {
-    if (partialCode_ != sha || offset + out.size() > partial_.size()) return bad("read outside the partial");
+  device::Status readPartial(const code::Sha256& sha, uint32_t offset,
+                             std::span<uint8_t> out) override {
+    if (partialCode_ != sha || offset + out.size() > partial_.size())
+      return bad("read outside the partial");
     std::memcpy(out.data(), partial_.data() + offset, out.size());
     return {};
   }
@@ -221,7 +228,8 @@ std::map<std::string, double> fetchMetrics(uint16_t port) {
   std::string response;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
     const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
       char buffer[16384];
       for (;;) {
         ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
@@ -279,8 +287,9 @@ template <typename Figures>
 const Figures& medianRun(const std::vector<Figures>& runs) {
   std::vector<const Figures*> sorted;
   for (const auto& run : runs) sorted.push_back(&run);
-  std::sort(sorted.begin(), sorted.end(),
-            [](const Figures* a, const Figures* b) { return a->devicesPerSecond < b->devicesPerSecond; });
+  std::sort(sorted.begin(), sorted.end(), [](const Figures* a, const Figures* b) {
+    return a->devicesPerSecond < b->devicesPerSecond;
+  });
   return *sorted[(sorted.size() - 1) / 2];
 }
 
@@ -322,7 +331,8 @@ class Bystander {
       std::this_thread::sleep_for(milliseconds(10));
     }
     if (!ready_) {
-      error = "bystander: " + (failure().empty() ? std::string("not online within 60 s") : failure());
+      error =
+          "bystander: " + (failure().empty() ? std::string("not online within 60 s") : failure());
       return false;
     }
     // impgate subscribes the device's inbound topic after WELCOME, on its own time: the first
@@ -401,7 +411,8 @@ class Bystander {
     events.onFailed = [this](const std::string& reason) {
       if (!stop_) fail("agent: " + reason);
     };
-    agent_ = std::make_unique<MqttAgent>(loop_, broker_, "impbench-bystander-agent", std::move(events));
+    agent_ =
+        std::make_unique<MqttAgent>(loop_, broker_, "impbench-bystander-agent", std::move(events));
     device::DeviceOptions options;
     options.gateway = gateway_;
     options.codeId = "bystander";
@@ -489,7 +500,6 @@ class Bench {
         count_(options.devices),
         bystanderId_(fleet.id(options.devices)) {}
 
-
   bool run() {
     std::string error;
     v1_ = makeCode(options_.codeBytes, 1);
@@ -560,7 +570,8 @@ class Bench {
     bus_ = std::move(*bus);
     std::vector<impctl::RetainedMessage> messages;
     for (const auto* code : {&v1_, &v2_, &v2b_, &v3_}) {
-      auto version = bus::fleet::describeVersion(*code, signingKey_, "impbench", "impbench", nowMs());
+      auto version =
+          bus::fleet::describeVersion(*code, signingKey_, "impbench", "impbench", nowMs());
       for (auto& p : bus::fleet::versionPublications(topics_, *code, version)) {
         messages.push_back({std::move(p.topic), std::move(p.payload)});
       }
@@ -594,13 +605,15 @@ class Bench {
       onAgentPublish(topic, payload);
     };
     events.onFailed = [this](const std::string& reason) { agentFailure_ = reason; };
-    agent_ = std::make_unique<MqttAgent>(loop_, *endpoint, "impbench-code-agent", std::move(events));
+    agent_ =
+        std::make_unique<MqttAgent>(loop_, *endpoint, "impbench-code-agent", std::move(events));
     agent_->connect();
-    bool ok = loop_.runUntil(
-        [&] { return agentSubscribed_ || !agentFailure_.empty() || interrupted(); },
-        milliseconds(30000));
+    bool ok =
+        loop_.runUntil([&] { return agentSubscribed_ || !agentFailure_.empty() || interrupted(); },
+                       milliseconds(30000));
     if (!ok || !agentSubscribed_) {
-      error = "agent: " + (agentFailure_.empty() ? std::string("no SUBACK within 30 s") : agentFailure_);
+      error = "agent: " +
+              (agentFailure_.empty() ? std::string("no SUBACK within 30 s") : agentFailure_);
       return false;
     }
     return true;
@@ -616,7 +629,8 @@ class Bench {
       }
       sources.push_back(*ep);
     }
-    auto v1 = library_.intern(code::sha256(v1_), std::vector<uint8_t>(v1_), code::buildManifest(v1_));
+    auto v1 =
+        library_.intern(code::sha256(v1_), std::vector<uint8_t>(v1_), code::buildManifest(v1_));
     const std::string gateway = "127.0.0.1:" + std::to_string(impgate_.port());
     online_.assign(count_, 0);
     active_.assign(count_, 0);
@@ -663,9 +677,7 @@ class Bench {
       while (next < count_ && next < due) clients_[next++]->connect();
     });
     bool ok = loop_.runUntil(
-        [&] {
-          return interrupted() || deviceFailures_ > 0 || onlineCount_ == count_;
-        },
+        [&] { return interrupted() || deviceFailures_ > 0 || onlineCount_ == count_; },
         kConnectDeadline + milliseconds(static_cast<long>(1000.0 * count_ / options_.connectRate)));
     loop_.cancel(pacer);
     if (!ok || onlineCount_ != count_) {
@@ -714,7 +726,8 @@ class Bench {
     wire.ran = true;
     wire.devices = count_;
     wire.bytesPerDevice = options_.codeBytes;
-    std::size_t perDevice = (options_.codeBytes + options_.wireMessageBytes - 1) / options_.wireMessageBytes;
+    std::size_t perDevice =
+        (options_.codeBytes + options_.wireMessageBytes - 1) / options_.wireMessageBytes;
     wire.messages = perDevice * count_;
     std::vector<uint8_t> payload(options_.wireMessageBytes);
     std::mt19937 rng(7);
@@ -760,7 +773,8 @@ class Bench {
     wire.bytesReceived = wireBytes_;
     wire.seconds = seconds(ended - started);
     if (gwBefore && gwAfter) wire.gatewayCpuSeconds = seconds(gwAfter->cpu - gwBefore->cpu);
-    if (brokerBefore && brokerAfter) wire.brokerCpuSeconds = seconds(brokerAfter->cpu - brokerBefore->cpu);
+    if (brokerBefore && brokerAfter)
+      wire.brokerCpuSeconds = seconds(brokerAfter->cpu - brokerBefore->cpu);
     if (!ok || wireDone_ != count_) {
       wire.error = "wire: " + std::to_string(wireDone_) + "/" + std::to_string(count_) +
                    " devices got every byte; " + failureText();
@@ -786,7 +800,8 @@ class Bench {
     wireBytes_ += bytes;
     received_[i] += bytes;
     if (inFlight_[i] > 0) --inFlight_[i];
-    if (received_[i] >= options_.codeBytes && received_[i] - bytes < options_.codeBytes) ++wireDone_;
+    if (received_[i] >= options_.codeBytes && received_[i] - bytes < options_.codeBytes)
+      ++wireDone_;
     if (wireRefill_) wireRefill_(i);
   }
 
@@ -834,7 +849,8 @@ class Bench {
     auto started = Clock::now();
     lastProgress_ = started;
     phase_ = Phase::kPush;
-    if (auto published = bus_->publishRetained(publication.topic, publication.payload); !published) {
+    if (auto published = bus_->publishRetained(publication.topic, publication.payload);
+        !published) {
       push.error = "publishing the deployment: " + published.error().message;
       phase_ = Phase::kNone;
       return;
@@ -855,7 +871,8 @@ class Bench {
     auto brokerAfter = sampleProcess(broker_.pid());
     push.benchCpuSeconds = seconds(threadCpuTime() - benchBefore);
     if (gwBefore && gwAfter) push.gatewayCpuSeconds = seconds(gwAfter->cpu - gwBefore->cpu);
-    if (brokerBefore && brokerAfter) push.brokerCpuSeconds = seconds(brokerAfter->cpu - brokerBefore->cpu);
+    if (brokerBefore && brokerAfter)
+      push.brokerCpuSeconds = seconds(brokerAfter->cpu - brokerBefore->cpu);
     push.installed = installedCount_;
     push.failed = failedCount_;
     push.bytesFetched = fetched_;
@@ -863,7 +880,8 @@ class Bench {
     push.peakTransfersDevices = peakActive_;
     push.seconds = seconds(ended - started);
     if (firstOfferSeen_) push.secondsToFirstOffer = seconds(firstOffer_ - started);
-    push.devicesPerSecond = push.seconds > 0 ? static_cast<double>(installedCount_) / push.seconds : 0;
+    push.devicesPerSecond =
+        push.seconds > 0 ? static_cast<double>(installedCount_) / push.seconds : 0;
     // The node's states and its metrics trail the devices: its counters refresh once a second.
     (void)loop_.runUntil([] { return false; }, kMetricsPeriod + milliseconds(200));
     auto collectDeadline = Clock::now() + std::chrono::seconds(10);
@@ -882,15 +900,16 @@ class Bench {
     if (bytes(before) >= 0 && bytes(after) >= 0) {
       push.bytesServed = static_cast<uint64_t>(bytes(after) - bytes(before));
     }
-    progress("deployment %u: %zu/%zu installed in %.2f s = %.0f devices/s; %.0f bytes served per "
-             "device; peak transfers %ld (devices), %ld (rollout view), %ld (metrics)",
-             deployment, installedCount_, count_, push.seconds, push.devicesPerSecond,
-             static_cast<double>(push.bytesServed) / static_cast<double>(count_),
-             push.peakTransfersDevices, push.peakTransfersRollout, push.peakTransfersMetrics);
+    progress(
+        "deployment %u: %zu/%zu installed in %.2f s = %.0f devices/s; %.0f bytes served per "
+        "device; peak transfers %ld (devices), %ld (rollout view), %ld (metrics)",
+        deployment, installedCount_, count_, push.seconds, push.devicesPerSecond,
+        static_cast<double>(push.bytesServed) / static_cast<double>(count_),
+        push.peakTransfersDevices, push.peakTransfersRollout, push.peakTransfersMetrics);
     if (!ok || installedCount_ != count_) {
       push.error = "deployment " + std::to_string(deployment) + ": " +
-                   std::to_string(installedCount_) + "/" + std::to_string(count_) +
-                   " installed, " + std::to_string(failedCount_) + " failed; " + failureText();
+                   std::to_string(installedCount_) + "/" + std::to_string(count_) + " installed, " +
+                   std::to_string(failedCount_) + " failed; " + failureText();
     }
   }
 
@@ -901,7 +920,8 @@ class Bench {
     std::size_t installed = 0;
     for (const auto& [topic, payload] : *states) {
       auto state = bus::fleet::decodeDeviceCodeState(payload);
-      if (state && state->state == bus::fleet::CodeState::kInstalled && state->target == targetHex_) {
+      if (state && state->state == bus::fleet::CodeState::kInstalled &&
+          state->target == targetHex_) {
         ++installed;
       }
     }
@@ -955,8 +975,8 @@ class Bench {
   }
 
   static void logRoundTrips(const char* when, const RoundTrips& figures) {
-    progress("bystander %s: %zu round trips, p50 %.0f us, p99 %.0f us, max %.0f us, %zu lost",
-             when, figures.samples, figures.p50Us, figures.p99Us, figures.maxUs, figures.lost);
+    progress("bystander %s: %zu round trips, p50 %.0f us, p99 %.0f us, max %.0f us, %zu lost", when,
+             figures.samples, figures.p50Us, figures.p99Us, figures.maxUs, figures.lost);
   }
 
   std::optional<net::Endpoint> brokerEndpoint() const {
@@ -1051,11 +1071,11 @@ void checkQuickThresholds(CodeReport& report) {
     for (const auto& run : report.pushRuns) pushes.push_back(&run);
     pushes.push_back(&report.delta);
     for (const PushFigures* push : pushes) {
-      long peak = std::max({push->peakTransfersDevices, push->peakTransfersRollout,
-                            push->peakTransfersMetrics});
+      long peak = std::max(
+          {push->peakTransfersDevices, push->peakTransfersRollout, push->peakTransfersMetrics});
       if (peak > static_cast<long>(bound)) {
-        std::snprintf(text, sizeof text, "%ld concurrent transfers with --max-concurrent %u",
-                      peak, bound);
+        std::snprintf(text, sizeof text, "%ld concurrent transfers with --max-concurrent %u", peak,
+                      bound);
         report.regressions.push_back(text);
       }
     }
@@ -1135,7 +1155,8 @@ CodeReport runCodeBench(const CodeBenchOptions& options) {
   }
   report.mosquittoVersion = broker->version();
   uint16_t metricsPort = testbed::freeLoopbackPort();
-  ImpgateConfig config{options.impgateBinary, fleet->home().root(), scratch->path(), broker->port()};
+  ImpgateConfig config{options.impgateBinary, fleet->home().root(), scratch->path(),
+                       broker->port()};
   config.metrics = "127.0.0.1:" + std::to_string(metricsPort);
   auto impgate = ImpgateServer::start(config, error);
   if (!impgate) {
@@ -1152,8 +1173,9 @@ CodeReport runCodeBench(const CodeBenchOptions& options) {
         report.delta.error.empty()) {
       report.error = "interrupted";
     }
-    if (!report.complete()) report.error += (report.error.empty() ? "" : "\n") +
-                                            std::string("impgate log:\n") + impgate->logTail();
+    if (!report.complete())
+      report.error +=
+          (report.error.empty() ? "" : "\n") + std::string("impgate log:\n") + impgate->logTail();
     bench.markLeaving();
     bench.leave();
   }
@@ -1186,15 +1208,21 @@ nlohmann::json pushJson(const PushFigures& p) {
           {"gatewayCpuSeconds", p.gatewayCpuSeconds},
           {"brokerCpuSeconds", p.brokerCpuSeconds},
           {"benchCpuSeconds", p.benchCpuSeconds},
-          {"gatewayCpuUsPerDevice", p.installed ? p.gatewayCpuSeconds * 1e6 / double(p.installed) : 0.0},
+          {"gatewayCpuUsPerDevice",
+           p.installed ? p.gatewayCpuSeconds * 1e6 / double(p.installed) : 0.0},
           {"peakTransfersDevices", p.peakTransfersDevices},
-          {"peakTransfersRolloutView", p.peakTransfersRollout < 0 ? nlohmann::json() : nlohmann::json(p.peakTransfersRollout)},
-          {"peakTransfersMetrics", p.peakTransfersMetrics < 0 ? nlohmann::json() : nlohmann::json(p.peakTransfersMetrics)},
+          {"peakTransfersRolloutView",
+           p.peakTransfersRollout < 0 ? nlohmann::json() : nlohmann::json(p.peakTransfersRollout)},
+          {"peakTransfersMetrics",
+           p.peakTransfersMetrics < 0 ? nlohmann::json() : nlohmann::json(p.peakTransfersMetrics)},
           {"error", p.error.empty() ? nlohmann::json() : nlohmann::json(p.error)}};
 }
 
 nlohmann::json roundTripJson(const RoundTrips& r) {
-  return {{"samples", r.samples}, {"lost", r.lost}, {"p50Us", r.p50Us}, {"p99Us", r.p99Us},
+  return {{"samples", r.samples},
+          {"lost", r.lost},
+          {"p50Us", r.p50Us},
+          {"p99Us", r.p99Us},
           {"maxUs", r.maxUs}};
 }
 
@@ -1233,19 +1261,22 @@ nlohmann::json toJson(const CodeReport& r) {
           {"secondsToAllOnline", r.secondsToAllOnline},
           {"wire", wire},
           {"push", pushJson(r.push)},
-          {"pushRuns", [&] {
+          {"pushRuns",
+           [&] {
              auto runs = nlohmann::json::array();
              for (const auto& run : r.pushRuns) runs.push_back(pushJson(run));
              return runs;
            }()},
-          {"wireRunsDevicesPerSecond", [&] {
+          {"wireRunsDevicesPerSecond",
+           [&] {
              auto runs = nlohmann::json::array();
              for (const auto& run : r.wireRuns) runs.push_back(run.devicesPerSecond);
              return runs;
            }()},
           {"delta", pushJson(r.delta)},
           {"ratio", r.ratio()},
-          {"bystander", {{"idle", roundTripJson(r.bystanderIdle)}, {"push", roundTripJson(r.bystanderPush)}}},
+          {"bystander",
+           {{"idle", roundTripJson(r.bystanderIdle)}, {"push", roundTripJson(r.bystanderPush)}}},
           {"regressions", r.regressions},
           {"complete", r.complete()},
           {"error", r.error.empty() ? nlohmann::json() : nlohmann::json(r.error)},
@@ -1311,8 +1342,8 @@ std::string formatReport(const CodeReport& r) {
         "deployment; peak concurrent transfers: %ld seen by the devices, %ld in the node's "
         "rollout view, %ld in /metrics\n",
         p == &r.push ? "push" : "delta", p->installed, p->devices, p->gatewayInstalled, p->failed,
-        p->secondsToFirstOffer,
-        p->peakTransfersDevices, p->peakTransfersRollout, p->peakTransfersMetrics);
+        p->secondsToFirstOffer, p->peakTransfersDevices, p->peakTransfersRollout,
+        p->peakTransfersMetrics);
   }
   add("bystander round trip: idle p50 %.0f us, p99 %.0f us (%zu samples); during the push p50 "
       "%.0f us, p99 %.0f us, max %.0f us (%zu samples, %zu lost)\n",

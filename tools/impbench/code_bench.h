@@ -6,10 +6,12 @@
 // that runs v1 before they connect) plus one bystander device without code push, and one agent
 // (MqttAgent), all on one impbench EventLoop; versions and deployments go on the bus as impctl
 // publishes them (bus/fleet/release.h through impctl's FleetBus). The phases, in order:
-//   wire     (--repeat times) the agent sends every device as many bytes as the code has, in MSG frames of
+//   wire     (--repeat times) the agent sends every device as many bytes as the code has, in MSG
+//   frames of
 //            --wire-message-bytes (QoS 1), over the same TLS connections: the wire limit;
 //   idle     the bystander's request/response round trips with the agent, nothing else running;
-//   push     (--repeat times, alternating v2 with another version, v2 last) a deployment of v2 (--code-bytes of random text lines): time until every device
+//   push     (--repeat times, alternating v2 with another version, v2 last) a deployment of v2
+//   (--code-bytes of random text lines): time until every device
 //            runs v2, bytes served, gateway CPU, peak concurrent transfers; the bystander keeps
 //            doing round trips;
 //   delta    deployment 2 of v3 = v2 with one line inserted in the middle: bytes per device.
@@ -55,19 +57,19 @@ struct RoundTrips {
 struct PushFigures {
   bool ran = false;
   std::size_t devices = 0;
-  std::size_t installed = 0;  // devices that reported v* installed (CodeEvent)
-  std::size_t failed = 0;     // CODE_RESULT failed or superseded events
+  std::size_t installed = 0;         // devices that reported v* installed (CodeEvent)
+  std::size_t failed = 0;            // CODE_RESULT failed or superseded events
   std::size_t gatewayInstalled = 0;  // retained <prefix>/dev/+/code states: installed, this target
   uint32_t codeSize = 0;
-  double seconds = 0;  // deployment published until the last device installed
+  double seconds = 0;              // deployment published until the last device installed
   double secondsToFirstOffer = 0;  // deployment published until a device had its offer
   double devicesPerSecond = 0;
-  uint64_t bytesServed = 0;  // impgate_code_bytes_total, after - before
+  uint64_t bytesServed = 0;                    // impgate_code_bytes_total, after - before
   uint64_t bytesFetched = 0, bytesCopied = 0;  // the devices' own counts
   double gatewayCpuSeconds = 0, brokerCpuSeconds = 0, benchCpuSeconds = 0;
-  long peakTransfersMetrics = -1;   // sampled /metrics impgate_code_transfers (updated each 1 s)
-  long peakTransfersRollout = -1;   // the node's retained rollout view, `transfers`
-  long peakTransfersDevices = 0;    // devices between their CODE_OFFER and CODE_RESULT
+  long peakTransfersMetrics = -1;  // sampled /metrics impgate_code_transfers (updated each 1 s)
+  long peakTransfersRollout = -1;  // the node's retained rollout view, `transfers`
+  long peakTransfersDevices = 0;   // devices between their CODE_OFFER and CODE_RESULT
   std::string error;
 };
 
@@ -87,7 +89,7 @@ struct CodeReport {
   unsigned cpus = 0;
   CodeBenchOptions options;
   double secondsToAllOnline = 0;
-  WireFigures wire;  // the median of wireRuns
+  WireFigures wire;         // the median of wireRuns
   PushFigures push, delta;  // push: the median of pushRuns
   std::vector<WireFigures> wireRuns;
   std::vector<PushFigures> pushRuns;
