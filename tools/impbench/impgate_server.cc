@@ -49,7 +49,7 @@ bool ImpgateServer::launch(const ImpgateConfig& config, std::string& error) {
       "--node",
       "impbench",
       "--metrics",
-      "off",
+      config.metrics,
       "--keepalive",
       "600",
       "--handshake-timeout",

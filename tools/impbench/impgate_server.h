@@ -1,8 +1,8 @@
 // The real impgate binary under test, started for one benchmark run with settings that keep
-// the measurement clean: no metrics endpoint, warnings only, a keepalive far longer than the
-// run (no PINGs), a connection limit above the fleet size and a handshake timeout long enough
-// that a saturated machine does not turn slow handshakes into failures. Stopped by pid when
-// destroyed.
+// the measurement clean: no metrics endpoint (unless the run reads it), warnings only, a keepalive
+// far longer than the run (no PINGs), a connection limit above the fleet size and a handshake
+// timeout long enough that a saturated machine does not turn slow handshakes into failures. Stopped
+// by pid when destroyed.
 #pragma once
 
 #include <sys/types.h>
@@ -23,6 +23,7 @@ struct ImpgateConfig {
   std::filesystem::path home;    // the fleet's home (CA, gateway credential)
   std::filesystem::path logDir;  // impgate.log goes here
   uint16_t busPort = 0;          // the plain mosquitto it bridges to
+  std::string metrics = "off";   // --metrics: HOST:PORT for runs that read /metrics
 };
 
 class ImpgateServer {

@@ -3,7 +3,9 @@
 // idle connection) next to mosquitto and bare OpenSSL in the same run, and prints the figures
 // with their ratios (a table, or JSON with --json). `impbench messages` measures the message path
 // through impgate next to devices speaking MQTT straight to the same mosquitto: throughput,
-// losses, gateway and broker CPU per message, latency. See docs/benchmarks.md.
+// losses, gateway and broker CPU per message, latency. `impbench code` pushes a code version to
+// a fleet of online devices on one node next to the wire limit of the same connections, a
+// one-line delta, and a bystander device's round trip during the push. See docs/benchmarks.md.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <iostream>
 
 #include "gateway/base/log.h"
+#include "tools/impbench/code_bench.h"
 #include "tools/impbench/connection_bench.h"
 #include "tools/impbench/interrupt.h"
 #include "tools/impbench/message_bench.h"
@@ -156,7 +159,116 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   messages->add_flag("--keep-temp", messageOptions.keepTemp,
                      "Keep the temp dir (configs, server logs) after the run");
+
+  bench::CodeBenchOptions codeOptions;
+  codeOptions.impgateBinary = IMPGATE_DEFAULT_BINARY;
+  codeOptions.tempParent = defaultTempParent();
+  bool codeJson = false;
+  std::string codeJsonFile;
+  double idleLatencySeconds = 3;
+  auto* codePush = app.add_subcommand(
+      "code",
+      "Code push: a version pushed to N online devices on one node, next to the same bytes sent "
+      "as messages over the same TLS connections (the wire limit); a one-line delta; a "
+      "bystander device's round trip during the push");
+  codePush->add_option("--devices", codeOptions.devices, "Devices in the group, all online")
+      ->check(CLI::Range(1, 20000))
+      ->capture_default_str();
+  codePush->add_option("--code-bytes", codeOptions.codeBytes, "Size of the pushed version")
+      ->check(CLI::Range(1024, 4 * 1024 * 1024))
+      ->capture_default_str();
+  codePush
+      ->add_option("--max-concurrent", codeOptions.maxConcurrent,
+                   "The deployments' max_concurrent (transfers per node; 0 = unbounded)")
+      ->capture_default_str();
+  codePush
+      ->add_option("--wire-message-bytes", codeOptions.wireMessageBytes,
+                   "Payload of each message of the wire-limit phase")
+      ->check(CLI::Range(64, 65536))
+      ->capture_default_str();
+  codePush
+      ->add_option("--wire-window", codeOptions.wireWindow,
+                   "Wire-limit messages in flight per device")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  codePush
+      ->add_option("--repeat", codeOptions.repeat,
+                   "Runs of the wire and the push phase each (medians reported)")
+      ->check(CLI::Range(1, 9))
+      ->capture_default_str();
+  codePush->add_option("--rate", codeOptions.connectRate, "Device connections started per second")
+      ->check(CLI::Range(1.0, 100000.0))
+      ->capture_default_str();
+  codePush
+      ->add_option("--sources", codeOptions.sources,
+                   "Local addresses to connect from, when ephemeral ports run short "
+                   "(e.g. 127.0.0.2,127.0.0.3)")
+      ->delimiter(',');
+  codePush
+      ->add_option("--idle-latency-seconds", idleLatencySeconds,
+                   "How long the bystander's idle round trips are measured before the push")
+      ->check(CLI::Range(0.5, 60.0))
+      ->capture_default_str();
+  codePush->add_flag(
+      "--quick", codeOptions.quick,
+      "CI regression guard: 200 devices, 64 KiB, 3 runs; exits 1 when code push is below "
+      "0.3x the wire rate or transfers exceed --max-concurrent");
+  codePush->add_option("--impgate", codeOptions.impgateBinary, "The impgate binary")
+      ->capture_default_str();
+  codePush->add_option("--mosquitto", codeOptions.mosquittoBinary,
+                       "The mosquitto binary (default: PATH, then /usr/sbin)");
+  codePush->add_flag("--json", codeJson, "Print JSON instead of the table");
+  codePush->add_option("--json-file", codeJsonFile, "Also write the JSON report to this file");
+  codePush->add_option("--temp-dir", codeOptions.tempParent, "Where the run's temp dir goes")
+      ->capture_default_str();
+  codePush->add_flag("--keep-temp", codeOptions.keepTemp,
+                     "Keep the temp dir (configs, server logs) after the run");
   CLI11_PARSE(app, argc, argv);
+
+  if (codePush->parsed()) {
+    codeOptions.idleLatency =
+        std::chrono::milliseconds(static_cast<long>(idleLatencySeconds * 1000));
+    if (codeOptions.quick) {
+      if (codePush->count("--devices") == 0) codeOptions.devices = 200;
+      if (codePush->count("--code-bytes") == 0) codeOptions.codeBytes = 65536;
+      if (codePush->count("--repeat") == 0) codeOptions.repeat = 3;
+      if (codePush->count("--idle-latency-seconds") == 0) {
+        codeOptions.idleLatency = std::chrono::milliseconds(1000);
+      }
+    }
+    bench::installInterruptHandler();
+    log::setLevel(log::Level::kWarn);
+    rlim_t fds = raiseDescriptorLimit();
+    if (fds != RLIM_INFINITY && codeOptions.devices + 64 > fds) {
+      std::fprintf(stderr, "impbench: %zu devices need more than the %llu descriptors allowed\n",
+                   codeOptions.devices, static_cast<unsigned long long>(fds));
+      return 2;
+    }
+    bench::CodeReport report;
+    try {
+      report = bench::runCodeBench(codeOptions);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "impbench: %s\n", e.what());
+      return 1;
+    }
+    if (codeOptions.quick) bench::checkQuickThresholds(report);
+    int status = report.complete() && report.regressions.empty() ? 0 : 1;
+    if (!codeJsonFile.empty()) {
+      std::ofstream out(codeJsonFile, std::ios::trunc);
+      out << bench::toJson(report).dump(2) << "\n";
+      if (!out) {
+        std::fprintf(stderr, "impbench: cannot write %s\n", codeJsonFile.c_str());
+        status = 1;
+      }
+    }
+    if (codeJson) {
+      std::cout << bench::toJson(report).dump(2) << std::endl;
+    } else {
+      std::cout << bench::formatReport(report) << std::flush;
+    }
+    if (bench::interrupted()) return 130;
+    return status;
+  }
 
   if (messages->parsed()) {
     messageOptions.runLimit = std::chrono::milliseconds(static_cast<long>(runSeconds * 1000));
