@@ -42,31 +42,17 @@ MqttBridge::~MqttBridge() {
 
 Status MqttBridge::start() {
   startedMs_ = wallMs();
-  auto address = mqtt::parseBrokerUri(options_.brokerUri);
-  if (!address) {
-    return Error{ErrorCode::kInvalidBroker,
-                 "invalid broker '" + options_.brokerUri + "': " + address.error().message};
-  }
+  auto endpoint = mqtt::resolveBroker(options_.brokerUri,
+                                      {options_.caFile, options_.certFile, options_.keyFile});
+  if (!endpoint) return Error{ErrorCode::kInvalidBroker, endpoint.error().message};
   if (options_.clientId.size() > 0xFFFF || options_.username.size() > 0xFFFF ||
       options_.password.size() > 0xFFFF) {
     return Error{ErrorCode::kInvalidBroker,
                  "MQTT client id, user name and password must be under 64 KiB each"};
   }
-  if (address->tls) {
-    net::TlsClientOptions tlsOptions;
-    tlsOptions.caFile = options_.caFile;
-    tlsOptions.certFile = options_.certFile;
-    tlsOptions.keyFile = options_.keyFile;
-    tlsOptions.allowTls12 = true;  // brokers are not all on TLS 1.3
-    auto context = net::TlsContext::client(tlsOptions);
-    if (!context) {
-      return Error{ErrorCode::kInvalidBroker, "broker TLS settings for '" + options_.brokerUri +
-                                                  "': " + context.error().message};
-    }
-    tls_ = std::move(*context);
-  }
+  tls_ = std::move(endpoint->tls);
   mqtt::LinkOptions link;
-  link.broker = std::move(*address);
+  link.broker = std::move(endpoint->address);
   link.tls = tls_.get();
   if (options_.mqttVersion == 5) link.version = mqtt::Version::k5;
   if (options_.mqttVersion == 4) link.version = mqtt::Version::k311;

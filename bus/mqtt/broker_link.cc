@@ -47,6 +47,31 @@ std::string connackText(const Connack& c) {
 
 }  // namespace
 
+base::Result<BrokerEndpoint, UriError> resolveBroker(std::string_view uri,
+                                                     const BrokerTlsFiles& files) {
+  auto address = parseBrokerUri(uri);
+  if (!address) {
+    return base::Error<UriError>{UriError::kInvalid, "invalid broker URI '" + std::string(uri) +
+                                                         "': " + address.error().message};
+  }
+  BrokerEndpoint endpoint{std::move(*address), nullptr};
+  if (endpoint.address.tls) {
+    net::TlsClientOptions tlsOptions;
+    tlsOptions.caFile = files.caFile;
+    tlsOptions.certFile = files.certFile;
+    tlsOptions.keyFile = files.keyFile;
+    tlsOptions.allowTls12 = true;  // brokers are not all on TLS 1.3
+    auto context = net::TlsContext::client(tlsOptions);
+    if (!context) {
+      return base::Error<UriError>{
+          UriError::kInvalid,
+          "broker TLS settings for '" + std::string(uri) + "': " + context.error().message};
+    }
+    endpoint.tls = std::move(*context);
+  }
+  return endpoint;
+}
+
 base::Result<BrokerAddress, UriError> parseBrokerUri(std::string_view uri) {
   BrokerAddress address;
   auto scheme = uri.find("://");

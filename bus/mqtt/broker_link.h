@@ -47,6 +47,22 @@ struct BrokerAddress {
 enum class UriError { kInvalid };
 base::Result<BrokerAddress, UriError> parseBrokerUri(std::string_view uri);
 
+// Where a link connects: the parsed URI and, for ssl:// and mqtts://, the client TLS context
+// (an empty caFile: the system's trust store). Made once by every client of a broker (the
+// gateway's bridge, impctl); the context must outlive the links that use it.
+struct BrokerEndpoint {
+  BrokerAddress address;
+  std::unique_ptr<net::TlsContext> tls;  // null for a plain broker
+};
+struct BrokerTlsFiles {
+  std::string caFile;
+  std::string certFile;
+  std::string keyFile;
+};
+// The error message names the URI and what is wrong with it or with the TLS files.
+base::Result<BrokerEndpoint, UriError> resolveBroker(std::string_view uri,
+                                                     const BrokerTlsFiles& files);
+
 struct LinkOptions {
   BrokerAddress broker;
   const net::TlsContext* tls = nullptr;  // required for a TLS broker; outlives the link

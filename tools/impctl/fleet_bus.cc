@@ -192,30 +192,16 @@ class FleetBus::Impl final : public mqtt::LinkListener {
 };
 
 BusStatus FleetBus::Impl::start() {
-  auto address = mqtt::parseBrokerUri(options_.broker);
-  if (!address) {
-    return BusError{BusErrorCode::kInvalidOptions,
-                    "invalid broker URI '" + options_.broker + "': " + address.error().message};
-  }
+  auto endpoint =
+      mqtt::resolveBroker(options_.broker, {options_.caFile, options_.certFile, options_.keyFile});
+  if (!endpoint) return BusError{BusErrorCode::kInvalidOptions, endpoint.error().message};
   if (options_.username.size() > 0xFFFF || options_.password.size() > 0xFFFF) {
     return BusError{BusErrorCode::kInvalidOptions,
                     "the MQTT user name and password must be under 64 KiB each"};
   }
-  if (address->tls) {
-    net::TlsClientOptions tlsOptions;
-    tlsOptions.caFile = options_.caFile;
-    tlsOptions.certFile = options_.certFile;
-    tlsOptions.keyFile = options_.keyFile;
-    tlsOptions.allowTls12 = true;  // brokers are not all on TLS 1.3
-    auto context = net::TlsContext::client(tlsOptions);
-    if (!context) {
-      return BusError{BusErrorCode::kInvalidOptions, "broker TLS settings for '" + options_.broker +
-                                                         "': " + context.error().message};
-    }
-    tls_ = std::move(*context);
-  }
+  tls_ = std::move(endpoint->tls);
   mqtt::LinkOptions link;
-  link.broker = std::move(*address);
+  link.broker = std::move(endpoint->address);
   link.tls = tls_.get();
   link.clientId = clientId_;
   link.username = options_.username;

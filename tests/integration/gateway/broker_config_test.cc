@@ -121,7 +121,7 @@ TEST_CASE("start-up failures stop impgate with exit 1 and the module's message")
              Catch::Contains("impgate: expected host:port, got 'nonsense'"));
   CHECK_THAT(
       run({"--listen", "127.0.0.1:0", "--metrics", "off", "--broker", "bogus://x:1"}, "broker"),
-      Catch::Contains("impgate: invalid broker 'bogus://x:1'"));
+      Catch::Contains("impgate: invalid broker URI 'bogus://x:1'"));
   // A metrics port another socket holds.
   int taken = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(taken >= 0);
