@@ -433,6 +433,9 @@ void CodePush::evaluateGroup(const std::string& group) {
   // In id order, so that which devices a stage takes first does not depend on hashing.
   std::sort(devices.begin(), devices.end());
   for (const auto& device : devices) evaluate(device);
+  // Devices already queued (a pause, a halt, a full stage) are not queued again above; a policy
+  // change may let them start.
+  pump(group);
 }
 
 void CodePush::evaluate(const std::string& device) {

@@ -352,3 +352,22 @@ TEST_CASE("an older deployment on the broker is answered with the newer one", "[
   REQUIRE(body);
   CHECK(body->deployment == 2);
 }
+
+TEST_CASE("devices queued while a rollout is paused get their offers when it is unpaused",
+          "[code_push]") {
+  Fleet fleet;
+  Node node(fleet);
+  auto code = program(9000, 11);
+  auto v = fleet.version(code);
+  node.deliverVersion(code, v);
+  auto d = fleet.deployment("g", 1, v);
+  d.paused = true;
+  node.deploy(d);
+  for (int i = 0; i < 3; ++i) node.online("d" + std::to_string(i));
+  CHECK(node.host.offers.empty());
+  CHECK(node.push->queued() == 3);
+  // The operator resumes the pause: nothing else happens on the bus, the queue must move.
+  d.paused = false;
+  node.deploy(d);
+  CHECK(node.host.offers.size() == 3);
+}
