@@ -170,6 +170,7 @@ bool CodePush::adoptDeployment(const std::string& group, fleet::DeploymentBody b
     g.queue.clear();
     for (auto& [device, local] : locals_) {
       if (local.phase == Phase::kQueued && local.group == group) local.phase = Phase::kIdle;
+      if (local.group == group) local.deferred = false;  // it deferred the previous target
     }
     g.rollout = std::make_unique<Rollout>(body.deployment, policyOf(body));
   } else {
@@ -451,6 +452,7 @@ void CodePush::evaluate(const std::string& device) {
       pump(old);
     }
     local.phase = Phase::kIdle;
+    local.deferred = false;
   }
   local.group = group;
   auto git = groups_.find(group);
@@ -467,6 +469,7 @@ void CodePush::evaluate(const std::string& device) {
   }
   if (!local.capable) return;
   if (local.phase != Phase::kIdle) return;  // queued or already offered this target
+  if (local.deferred) return;
   auto vit = versions_.find(d.code);
   if (vit == versions_.end() || !vit->second.ready) return;  // evaluated again once it is
   if (!g.rollout->eligible(device)) return;
@@ -603,6 +606,7 @@ void CodePush::onResult(const std::string& device, const protocol::CodeResult& r
   const std::string group = local.group;
   closeOffer(local);
   local.group = group;
+  local.deferred = state == CodeState::kDeferred;
   g.rollout->record(device, state, g.deployment->resume);
   publishState(device, local, g, state, reason);
   log::write(state == CodeState::kFailed ? log::Level::kWarn : log::Level::kInfo, kComp,

@@ -371,3 +371,29 @@ TEST_CASE("devices queued while a rollout is paused get their offers when it is 
   node.deploy(d);
   CHECK(node.host.offers.size() == 3);
 }
+
+TEST_CASE("a device that deferred is offered again on its next HELLO, not before",
+          "[code_push]") {
+  Fleet fleet;
+  Node node(fleet);
+  auto code = program(9000, 13);
+  auto v = fleet.version(code);
+  node.deliverVersion(code, v);
+  auto d = fleet.deployment("g", 1, v);
+  const std::string old = fleet.version(program(1000, 14)).code;
+  d.supported.push_back(old);  // d1 runs a supported code: the offer is not mandatory
+  node.deploy(d);
+  node.online("d1", old);
+  REQUIRE(node.host.offers.size() == 1);
+  node.result("d1", v, protocol::CodeResultStatus::kDeferred, "busy");
+  CHECK(node.state("d1")->state == fleet::CodeState::kDeferred);
+  // The operator pauses and unpauses the rollout: the deployment is evaluated again, but d1
+  // said "not now" on this connection.
+  d.paused = true;
+  node.deploy(d);
+  d.paused = false;
+  node.deploy(d);
+  CHECK(node.host.offers.size() == 1);
+  node.online("d1", old);
+  CHECK(node.host.offers.size() == 2);
+}
