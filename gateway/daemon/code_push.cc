@@ -503,7 +503,11 @@ void CodePush::pump(const std::string& group) {
         known != nullptr && (*known == CodeState::kOffered || *known == CodeState::kTransferring);
     if (!reoffer && !g.rollout->mayStart()) break;
     g.queue.pop_front();
-    if (!offer(device, lit->second, g, vit->second)) lit->second.phase = Phase::kIdle;
+    if (!offer(device, lit->second, g, vit->second)) {
+      // Writing the offer may have closed the session, and onDeviceOffline erased the device.
+      lit = locals_.find(device);
+      if (lit != locals_.end()) lit->second.phase = Phase::kIdle;
+    }
   }
   publishView(group, g, false);
 }
@@ -630,7 +634,10 @@ void CodePush::sweep(uint64_t nowMs) {
     }
   }
   for (const auto& device : stalled) {
-    Local& local = locals_[device];
+    // An offer made by pump() below may have closed another stalled device's session.
+    auto lit = locals_.find(device);
+    if (lit == locals_.end()) continue;
+    Local& local = lit->second;
     Group& g = groups_[local.group];
     const std::string group = local.group;
     log::warn(kComp, "code transfer stalled", {{"device", device}, {"code", local.offered}});
