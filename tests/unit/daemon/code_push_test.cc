@@ -382,8 +382,7 @@ TEST_CASE("devices queued while a rollout is paused get their offers when it is 
   CHECK(node.host.offers.size() == 3);
 }
 
-TEST_CASE("a device that deferred is offered again on its next HELLO, not before",
-          "[code_push]") {
+TEST_CASE("a device that deferred is offered again on its next HELLO, not before", "[code_push]") {
   Fleet fleet;
   Node node(fleet);
   auto code = program(9000, 13);
