@@ -99,9 +99,10 @@ int runningCount(const nlohmann::json& s, const std::string& sha) {
 
 }  // namespace
 
-TEST_CASE("staged rollout across two nodes: halt on corrupt downloads, resume, late device, "
-          "rollback",
-          "[code_push][rollout]") {
+TEST_CASE(
+    "staged rollout across two nodes: halt on corrupt downloads, resume, late device, "
+    "rollback",
+    "[code_push][rollout]") {
   GatewayFixtureOptions options;
   options.node = "n1";
   GatewayFixture fx(options);
@@ -126,10 +127,17 @@ TEST_CASE("staged rollout across two nodes: halt on corrupt downloads, resume, l
     std::vector<std::string> argv = {IMPDEV_BINARY, "--home", fx.home().root().string(),
                                      "--gateway",   gateway,  "--state",
                                      state.string()};
-    std::vector<std::string> sim = {"simulate",    "--count",    std::to_string(kDevices / 2),
-                                    "--prefix",    "sim",        "--first",
-                                    std::to_string(first),       "--rate",
-                                    "500",         "--duration", "600",
+    std::vector<std::string> sim = {"simulate",
+                                    "--count",
+                                    std::to_string(kDevices / 2),
+                                    "--prefix",
+                                    "sim",
+                                    "--first",
+                                    std::to_string(first),
+                                    "--rate",
+                                    "500",
+                                    "--duration",
+                                    "600",
                                     "--code-push"};
     if (corrupt > 0) {
       sim.push_back("--corrupt-devices");
@@ -206,16 +214,16 @@ TEST_CASE("staged rollout across two nodes: halt on corrupt downloads, resume, l
   late.start({IMPDEV_BINARY, "--home", fx.home().root().string(), "--gateway", n2.endpoint(),
               "--id", "late", "--state", (state / "late").string(), "listen"},
              work.path() / "late.log");
-  REQUIRE(waitUntil([&] { return late.log().find("code installed " + v2) != std::string::npos; },
-                    60s));
+  REQUIRE(
+      waitUntil([&] { return late.log().find("code installed " + v2) != std::string::npos; }, 60s));
 
   // Roll back: a new deployment of v1 reaches every device.
   Run back = impctl(fx, {"code", "rollback", "--group", "fleet"});
   INFO(back.output);
   REQUIRE(back.status == 0);
   REQUIRE(waitUntil([&] { return allOn(v1); }, 120s));
-  REQUIRE(waitUntil([&] { return late.log().find("code installed " + v1) != std::string::npos; },
-                    60s));
+  REQUIRE(
+      waitUntil([&] { return late.log().find("code installed " + v1) != std::string::npos; }, 60s));
   s = status(fx);
   CHECK(runningCount(s, v1) == kDevices + 1);
 }
