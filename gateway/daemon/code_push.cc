@@ -170,6 +170,7 @@ bool CodePush::adoptDeployment(const std::string& group, fleet::DeploymentBody b
     g.queue.clear();
     for (auto& [device, local] : locals_) {
       if (local.phase == Phase::kQueued && local.group == group) local.phase = Phase::kIdle;
+      if (local.group == group) local.deferred = false;  // it deferred the previous target
     }
     g.rollout = std::make_unique<Rollout>(body.deployment, policyOf(body));
   } else {
@@ -435,6 +436,9 @@ void CodePush::evaluateGroup(const std::string& group) {
   // In id order, so that which devices a stage takes first does not depend on hashing.
   std::sort(devices.begin(), devices.end());
   for (const auto& device : devices) evaluate(device);
+  // Devices already queued (a pause, a halt, a full stage) are not queued again above; a policy
+  // change may let them start.
+  pump(group);
 }
 
 void CodePush::evaluate(const std::string& device) {
@@ -450,6 +454,7 @@ void CodePush::evaluate(const std::string& device) {
       pump(old);
     }
     local.phase = Phase::kIdle;
+    local.deferred = false;
   }
   local.group = group;
   auto git = groups_.find(group);
@@ -466,6 +471,7 @@ void CodePush::evaluate(const std::string& device) {
   }
   if (!local.capable) return;
   if (local.phase != Phase::kIdle) return;  // queued or already offered this target
+  if (local.deferred) return;
   auto vit = versions_.find(d.code);
   if (vit == versions_.end() || !vit->second.ready) return;  // evaluated again once it is
   if (!g.rollout->eligible(device)) return;
@@ -499,7 +505,11 @@ void CodePush::pump(const std::string& group) {
         known != nullptr && (*known == CodeState::kOffered || *known == CodeState::kTransferring);
     if (!reoffer && !g.rollout->mayStart()) break;
     g.queue.pop_front();
-    if (!offer(device, lit->second, g, vit->second)) lit->second.phase = Phase::kIdle;
+    if (!offer(device, lit->second, g, vit->second)) {
+      // Writing the offer may have closed the session, and onDeviceOffline erased the device.
+      lit = locals_.find(device);
+      if (lit != locals_.end()) lit->second.phase = Phase::kIdle;
+    }
   }
   publishView(group, g, false);
 }
@@ -602,6 +612,7 @@ void CodePush::onResult(const std::string& device, const protocol::CodeResult& r
   const std::string group = local.group;
   closeOffer(local);
   local.group = group;
+  local.deferred = state == CodeState::kDeferred;
   g.rollout->record(device, state, g.deployment->resume);
   publishState(device, local, g, state, reason);
   log::write(state == CodeState::kFailed ? log::Level::kWarn : log::Level::kInfo, kComp,
@@ -625,7 +636,10 @@ void CodePush::sweep(uint64_t nowMs) {
     }
   }
   for (const auto& device : stalled) {
-    Local& local = locals_[device];
+    // An offer made by pump() below may have closed another stalled device's session.
+    auto lit = locals_.find(device);
+    if (lit == locals_.end()) continue;
+    Local& local = lit->second;
     Group& g = groups_[local.group];
     const std::string group = local.group;
     log::warn(kComp, "code transfer stalled", {{"device", device}, {"code", local.offered}});

@@ -123,6 +123,7 @@ class CodePush {
     bool mandatory = false;
     uint64_t bytes = 0;
     uint64_t lastActivityMs = 0;
+    bool deferred = false;  // deferred on this connection: offered again on its next HELLO
   };
   struct Assignment {
     std::string group;

@@ -46,8 +46,17 @@ struct FakeHost final : CodePush::Host {
   std::vector<Offer> offers;
   std::map<std::string, std::string> installed;
   std::set<std::string> online;
+  // Devices whose session closes while the offer is written (output full), as a real session
+  // does: the Gateway tells CodePush the device is offline before sendCodeOffer returns.
+  std::set<std::string> closeOnOffer;
+  CodePush* push = nullptr;
 
   bool sendCodeOffer(std::string_view device, const protocol::CodeOffer& offer) override {
+    if (closeOnOffer.contains(std::string(device))) {
+      online.erase(std::string(device));
+      push->onDeviceOffline(std::string(device));
+      return false;
+    }
     if (!online.contains(std::string(device))) return false;
     offers.push_back({std::string(device), code::toHex(offer.code), offer.deployment,
                       offer.mandatory, offer.size, offer.chunks.size()});
@@ -100,6 +109,7 @@ struct Node {
   void restart() {
     push = std::make_unique<CodePush>(
         CodePush::Options{"n1", fleet.dir.path() / "code-signing.pub", cache.path(), "imp"}, host);
+    host.push = push.get();
     push->start(bus);
     REQUIRE(push->enabled());
   }
@@ -351,4 +361,66 @@ TEST_CASE("an older deployment on the broker is answered with the newer one", "[
                             [](std::string_view, std::span<const uint8_t, 64>) { return true; });
   REQUIRE(body);
   CHECK(body->deployment == 2);
+}
+
+TEST_CASE("devices queued while a rollout is paused get their offers when it is unpaused",
+          "[code_push]") {
+  Fleet fleet;
+  Node node(fleet);
+  auto code = program(9000, 11);
+  auto v = fleet.version(code);
+  node.deliverVersion(code, v);
+  auto d = fleet.deployment("g", 1, v);
+  d.paused = true;
+  node.deploy(d);
+  for (int i = 0; i < 3; ++i) node.online("d" + std::to_string(i));
+  CHECK(node.host.offers.empty());
+  CHECK(node.push->queued() == 3);
+  // The operator resumes the pause: nothing else happens on the bus, the queue must move.
+  d.paused = false;
+  node.deploy(d);
+  CHECK(node.host.offers.size() == 3);
+}
+
+TEST_CASE("a device that deferred is offered again on its next HELLO, not before", "[code_push]") {
+  Fleet fleet;
+  Node node(fleet);
+  auto code = program(9000, 13);
+  auto v = fleet.version(code);
+  node.deliverVersion(code, v);
+  auto d = fleet.deployment("g", 1, v);
+  const std::string old = fleet.version(program(1000, 14)).code;
+  d.supported.push_back(old);  // d1 runs a supported code: the offer is not mandatory
+  node.deploy(d);
+  node.online("d1", old);
+  REQUIRE(node.host.offers.size() == 1);
+  node.result("d1", v, protocol::CodeResultStatus::kDeferred, "busy");
+  CHECK(node.state("d1")->state == fleet::CodeState::kDeferred);
+  // The operator pauses and unpauses the rollout: the deployment is evaluated again, but d1
+  // said "not now" on this connection.
+  d.paused = true;
+  node.deploy(d);
+  d.paused = false;
+  node.deploy(d);
+  CHECK(node.host.offers.size() == 1);
+  node.online("d1", old);
+  CHECK(node.host.offers.size() == 2);
+}
+
+TEST_CASE("a session that closes while its offer is written leaves no trace", "[code_push]") {
+  Fleet fleet;
+  Node node(fleet);
+  auto code = program(9000, 12);
+  auto v = fleet.version(code);
+  node.deliverVersion(code, v);
+  auto d = fleet.deployment("g", 1, v);
+  d.maxConcurrent = 1;
+  node.deploy(d);
+  node.host.closeOnOffer.insert("d0");
+  node.online("d0");
+  node.online("d1");
+  CHECK(node.push->transfers() == 1);
+  CHECK(node.push->queued() == 0);
+  REQUIRE(node.host.offers.size() == 1);
+  CHECK(node.host.offers[0].device == "d1");
 }
