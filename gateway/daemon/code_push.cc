@@ -295,7 +295,9 @@ void CodePush::onChunk(std::string_view sha, std::span<const uint8_t> payload) {
     for (std::size_t i = 0; i < chunks.size(); ++i) {
       if (chunks[i].sha != sha) continue;
       if (payload.size() != chunks[i].length) {
-        v.problem = "chunk " + std::string(sha) + " has the wrong length";
+        // The chunk is genuine (its hash is its name); the descriptor is what is wrong.
+        v.problem = "chunk " + std::string(sha) + " has another length than its descriptor says";
+        log::error(kComp, "version cannot be pushed", {{"code", code}, {"error", v.problem}});
         continue;
       }
       std::copy(payload.begin(), payload.end(), v.bytes.begin() + v.offsets[i]);
@@ -408,12 +410,16 @@ void CodePush::onDeviceOnline(const std::string& device, std::string_view certGr
                               std::string_view running, bool capable) {
   if (!enabled()) return;
   Local& local = locals_[device];
-  if (local.phase == Phase::kOffered || local.phase == Phase::kTransferring) closeOffer(local);
+  // A new session of a device whose old one still had an offer open: that offer is over.
+  const std::string freed =
+      local.phase == Phase::kOffered || local.phase == Phase::kTransferring ? local.group : "";
+  if (!freed.empty()) closeOffer(local);
   local = Local{};
   local.certGroup.assign(certGroup);
   local.running.assign(running);
   local.capable = capable;
   evaluate(device);
+  if (!freed.empty()) pump(freed);
 }
 
 void CodePush::onDeviceOffline(const std::string& device) {
@@ -422,10 +428,23 @@ void CodePush::onDeviceOffline(const std::string& device) {
   std::string group = it->second.group;
   const bool hadSlot =
       it->second.phase == Phase::kOffered || it->second.phase == Phase::kTransferring;
-  // The device's state stays as published: its transfer resumes when it comes back.
-  if (hadSlot) closeOffer(it->second);
+  if (hadSlot) interruptOffer(device, it->second, "offline during the transfer");
   locals_.erase(it);
   if (hadSlot) pump(group);
+}
+
+void CodePush::interruptOffer(const std::string& device, Local& local, std::string_view reason) {
+  // Counted as put off, like a deferral: it no longer holds a place in the stage (a device that
+  // never comes back would hold it for ever), and it is offered the code again on its next
+  // HELLO, when it fetches only what it lacks.
+  const std::string group = local.group;
+  closeOffer(local);
+  local.group = group;
+  auto git = groups_.find(group);
+  if (git == groups_.end() || !git->second.deployment) return;
+  Group& g = git->second;
+  g.rollout->record(device, CodeState::kDeferred, g.deployment->resume);
+  publishState(device, local, g, CodeState::kDeferred, reason);
 }
 
 void CodePush::evaluateGroup(const std::string& group) {
@@ -450,7 +469,7 @@ void CodePush::evaluate(const std::string& device) {
     // Moved to another group: whatever it was offered is not its target any more.
     if (local.phase == Phase::kOffered || local.phase == Phase::kTransferring) {
       std::string old = local.group;
-      closeOffer(local);
+      interruptOffer(device, local, "moved to group " + group);
       pump(old);
     }
     local.phase = Phase::kIdle;

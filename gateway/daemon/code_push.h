@@ -152,6 +152,9 @@ class CodePush {
   bool offer(const std::string& device, Local& local, Group& g, Version& version);
   // Ends the device's open offer (result, supersession, disconnect, stall).
   void closeOffer(Local& local);
+  // Ends an open offer the device did not finish (it went offline, it moved to another group):
+  // its state becomes deferred, with `reason`.
+  void interruptOffer(const std::string& device, Local& local, std::string_view reason);
   void publishState(const std::string& device, const Local& local, const Group& g,
                     bus::fleet::CodeState state, std::string_view reason);
   void publishView(const std::string& group, Group& g, bool force);

@@ -424,3 +424,32 @@ TEST_CASE("a session that closes while its offer is written leaves no trace", "[
   REQUIRE(node.host.offers.size() == 1);
   CHECK(node.host.offers[0].device == "d1");
 }
+
+TEST_CASE("a device that goes offline in the middle of its transfer does not hold its stage",
+          "[code_push]") {
+  Fleet fleet;
+  Node node(fleet);
+  auto code = program(9000, 11);
+  auto v = fleet.version(code);
+  node.deliverVersion(code, v);
+  auto d = fleet.deployment("g", 1, v);
+  d.devices = 20;
+  d.stages = {10, 100};  // 2 devices first
+  node.deploy(d);
+  for (int i = 0; i < 3; ++i) node.online("d" + std::to_string(i));
+  REQUIRE(node.host.offers.size() == 2);
+  node.fetch("d0", v, 1000);  // transferring
+  node.host.online.erase("d0");
+  node.push->onDeviceOffline("d0");
+  // d0 counts as having put the update off (it resumes when it is back): once d1 has finished
+  // too, the first stage is done and the next one takes the waiting device, instead of
+  // waiting for d0 for ever.
+  CHECK(node.state("d0")->state == fleet::CodeState::kDeferred);
+  CHECK(node.host.offers.size() == 2);
+  node.result("d1", v, protocol::CodeResultStatus::kInstalled);
+  REQUIRE(node.host.offers.size() == 3);
+  CHECK(node.host.offers[2].device == "d2");
+  // Back online, d0 is offered the code again and resumes.
+  node.online("d0");
+  CHECK(node.host.offers.back().device == "d0");
+}
