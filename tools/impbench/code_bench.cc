@@ -61,7 +61,7 @@ constexpr milliseconds kStallDeadline{30000};
 constexpr milliseconds kRoundTripLost{2000};
 // impgate refreshes its code metrics once a second.
 constexpr milliseconds kMetricsPeriod{1000};
-constexpr double kQuickMinRatio = 0.3;
+constexpr double kQuickMinRatio = 0.15;
 
 double seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
