@@ -1,5 +1,6 @@
 #include "gateway/daemon/rollout.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -19,7 +20,7 @@ void Rollout::updatePolicy(const RolloutPolicy& policy) {
     counts_ = {};
     for (const auto& [device, e] : devices_) count(e, 1);
   }
-  checkHalt(currentStage());
+  checkHalt();
 }
 
 void Rollout::count(const Entry& e, int delta) {
@@ -47,9 +48,6 @@ void Rollout::count(const Entry& e, int delta) {
 }
 
 void Rollout::record(std::string_view device, CodeState state, uint32_t resume) {
-  // A failure is weighed against the stage it happened in, even if it is the one that
-  // finishes that stage.
-  const std::size_t stage = currentStage();
   Entry next{state, resume};
   auto it = devices_.find(std::string(device));
   if (it == devices_.end()) {
@@ -59,7 +57,7 @@ void Rollout::record(std::string_view device, CodeState state, uint32_t resume) 
     it->second = next;
   }
   count(it->second, 1);
-  checkHalt(stage);
+  checkHalt();
 }
 
 const CodeState* Rollout::stateOf(std::string_view device) const {
@@ -111,14 +109,17 @@ bool Rollout::mayStart() const {
   return started() < stageTarget(currentStage());
 }
 
-void Rollout::checkHalt(std::size_t stage) {
+void Rollout::checkHalt() {
   if (halted_ || counts_.failed == 0) return;
-  // The base is the stage's target, or the group for the last stage: a few failures among the
-  // first 1 % halt the rollout, the same few among everyone need not.
-  uint32_t target = stageTarget(stage);
-  double base = target == std::numeric_limits<uint32_t>::max() ? policy_.devices : target;
-  if (base < 1) base = 1;
-  if (counts_.failed * 100.0 > policy_.haltFailuresPct * base) halted_ = true;
+  // Failures among the devices that ran the update (installed or failed since the last
+  // resume), once at least the first stage's worth (at most a tenth of the group) has: the
+  // rule of an AWS IoT job's abort threshold. It does not depend on which node's results
+  // arrive first, so every node comes to the same answer.
+  const uint32_t executed = counts_.installed + counts_.failed;
+  const uint32_t tenth = std::max<uint32_t>(1, (policy_.devices + 9) / 10);
+  const uint32_t minimum = std::max<uint32_t>(1, std::min(stageTarget(0), tenth));
+  if (executed < minimum) return;
+  if (counts_.failed * 100.0 > policy_.haltFailuresPct * executed) halted_ = true;
 }
 
 }  // namespace impgate::gateway

@@ -27,7 +27,7 @@ using bus::fleet::CodeState;
 struct RolloutPolicy {
   std::vector<int> stages{100};  // percentages of the group, increasing, the last one 100
   uint32_t maxConcurrent = 0;    // transfers at once on each node; 0 = unbounded
-  double haltFailuresPct = 100;  // halt once failures exceed this share of the stage's target
+  double haltFailuresPct = 100;  // halt once failures exceed this share of the devices that ran it
   uint32_t devices = 0;          // the group's size when the deployment was made
   bool paused = false;
   uint32_t resume = 0;  // how many times the operator resumed it
@@ -81,7 +81,7 @@ class Rollout {
   bool failedNow(const Entry& e) const {
     return e.state == CodeState::kFailed && e.resume >= policy_.resume;
   }
-  void checkHalt(std::size_t stage);
+  void checkHalt();
 
   uint32_t deployment_;
   RolloutPolicy policy_;

@@ -58,18 +58,20 @@ TEST_CASE("devices already on the target count toward their stage", "[rollout]")
   CHECK(r.eligible(dev(7)));
 }
 
-TEST_CASE("failures past the threshold of the stage halt the rollout until a resume", "[rollout]") {
-  Rollout r(2, staged({10, 100}, 200, 5.0));  // stage 0: 20 devices, halt above 1 failure
+TEST_CASE(
+    "failures past the threshold of the devices that ran it halt the rollout until a "
+    "resume",
+    "[rollout]") {
+  Rollout r(2, staged({10, 100}, 200, 5.0));  // judged once 20 (the first stage) have run it
   startWhileAllowed(r, 0, 20);
   r.record(dev(0), CodeState::kFailed, 0);
-  CHECK_FALSE(r.halted());  // 1 of 20 is 5 %: not above
-  for (int i = 1; i < 10; ++i) r.record(dev(i), CodeState::kInstalled, 0);
-  r.record(dev(10), CodeState::kFailed, 0);
+  r.record(dev(1), CodeState::kFailed, 0);
+  CHECK_FALSE(r.halted());  // 2 of 2 failed, but too few have run it to judge
+  for (int i = 2; i < 19; ++i) r.record(dev(i), CodeState::kInstalled, 0);
+  CHECK_FALSE(r.halted());
+  r.record(dev(19), CodeState::kInstalled, 0);  // 20 ran it, 2 failed: 10 % > 5 %
   CHECK(r.halted());
   CHECK_FALSE(r.mayStart());
-  // Finishing the stage does not lift the halt.
-  for (int i = 11; i < 20; ++i) r.record(dev(i), CodeState::kInstalled, 0);
-  CHECK(r.halted());
   CHECK_FALSE(r.eligible(dev(0)));
 
   RolloutPolicy resumed = r.policy();
@@ -86,14 +88,35 @@ TEST_CASE("failures past the threshold of the stage halt the rollout until a res
   CHECK_FALSE(r.eligible(dev(0)));
 }
 
-TEST_CASE("the failure that finishes a stage is weighed against that stage", "[rollout]") {
-  Rollout r(2, staged({10, 100}, 200, 5.0));
-  startWhileAllowed(r, 0, 20);
-  for (int i = 0; i < 18; ++i) r.record(dev(i), CodeState::kInstalled, 0);
-  r.record(dev(18), CodeState::kFailed, 0);
-  CHECK_FALSE(r.halted());
-  r.record(dev(19), CodeState::kFailed, 0);  // the 20th finished: 2 of 20 failed
-  CHECK(r.halted());
+TEST_CASE("the halt does not depend on the order in which results arrive", "[rollout]") {
+  // Two nodes' results interleave differently on each node; both must halt.
+  for (bool failuresFirst : {true, false}) {
+    Rollout r(2, staged({10, 100}, 200, 5.0));
+    auto installs = [&] {
+      for (int i = 3; i < 40; ++i) r.record(dev(i), CodeState::kInstalled, 0);
+    };
+    auto failures = [&] {
+      for (int i = 0; i < 3; ++i) r.record(dev(i), CodeState::kFailed, 0);
+    };
+    if (failuresFirst) {
+      failures();
+      installs();
+    } else {
+      installs();
+      failures();
+    }
+    INFO("failures first: " << failuresFirst);
+    CHECK(r.halted());  // 3 of 40 = 7.5 %
+  }
+}
+
+TEST_CASE("a few failures among many do not halt", "[rollout]") {
+  Rollout r(1, staged({100}, 200, 5.0));
+  for (int i = 0; i < 100; ++i) r.record(dev(i), CodeState::kInstalled, 0);
+  for (int i = 100; i < 105; ++i) r.record(dev(i), CodeState::kFailed, 0);
+  CHECK_FALSE(r.halted());  // 5 of 105
+  r.record(dev(105), CodeState::kFailed, 0);
+  CHECK(r.halted());  // 6 of 106 > 5 %
 }
 
 TEST_CASE("a paused rollout starts nothing; open offers stay eligible", "[rollout]") {
