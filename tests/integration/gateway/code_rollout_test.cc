@@ -172,11 +172,12 @@ TEST_CASE(
     }
   }
   Run d2 = impctl(fx, {"code", "deploy", (work.path() / "v2.nut").string(), "--group", "fleet",
-                       "--stage", "10%,100%", "--halt-failures", "5"});
+                       "--stage", "10%,100%", "--halt-failures", "5", "--max-concurrent", "5"});
   INFO(d2.output);
   REQUIRE(d2.status == 0);
 
-  // The rollout halts: the three failures are more than 5 % of the first stage.
+  // The rollout halts: three failures among the first stage's 20 are more than 5 %. (At most 5
+  // transfers per node, so the three, first in their node's queue, fail among the first.)
   nlohmann::json last;
   if (!waitUntil(
           [&] {
