@@ -71,6 +71,7 @@ void CutRelay::run() {
     }
     if (::poll(fds.data(), fds.size(), 1000) < 0) continue;
     if (fds[0].revents) break;
+    const std::size_t polled = pairs.size();  // a pair accepted below was not polled yet
     if (fds[1].revents & POLLIN) {
       int device = ::accept4(listenFd_, nullptr, nullptr, SOCK_CLOEXEC);
       int gateway = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -83,7 +84,7 @@ void CutRelay::run() {
         ::close(gateway);
       }
     }
-    for (std::size_t i = 0; i < pairs.size(); ++i) {
+    for (std::size_t i = 0; i < polled; ++i) {
       Pair& p = pairs[i];
       const pollfd& fromDevice = fds[2 + 2 * i];
       const pollfd& fromGateway = fds[3 + 2 * i];
